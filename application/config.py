@@ -1,0 +1,89 @@
+"""Settings read from the environment (FLOWLEDGER_*), and the store they select."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str | None = None
+    database_schema: str | None = None
+    snapshot_every: int = 100
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("FLOWLEDGER_HOME") or Path.home() / ".flowledger").expanduser()
+        every = env.get("FLOWLEDGER_SNAPSHOT_EVERY", "100")
+        if not every.isdigit() or int(every) < 1:
+            raise ConfigError(f"FLOWLEDGER_SNAPSHOT_EVERY must be a positive integer: {every!r}")
+        return cls(
+            home=home,
+            database_url=env.get("FLOWLEDGER_DATABASE_URL") or None,
+            database_schema=env.get("FLOWLEDGER_DATABASE_SCHEMA") or None,
+            snapshot_every=int(every),
+        )
+
+    @property
+    def store_kind(self) -> str:
+        return "postgresql" if self.database_url else "sqlite"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.home / "events.sqlite3"
+
+    @property
+    def store_location(self) -> str:
+        if self.database_url:
+            parts = urlsplit(self.database_url)
+            host = parts.hostname or "localhost"
+            return f"{host}:{parts.port or 5432}/{parts.path.lstrip('/')}"
+        return str(self.sqlite_path)
+
+
+def store_env(settings: Settings) -> dict[str, str]:
+    """The eventsourcing library's settings for the store that `settings` selects."""
+    env = {"IS_SNAPSHOTTING_ENABLED": "y"}
+    if settings.database_url is None:
+        try:
+            settings.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"FLOWLEDGER_HOME {str(settings.home)!r} is not usable: {exc}"
+            ) from exc
+        env |= {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(settings.sqlite_path),
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+        return env
+    parts = urlsplit(settings.database_url)
+    if parts.scheme not in {"postgresql", "postgres", "postgresql+psycopg"}:
+        raise ConfigError(
+            f"FLOWLEDGER_DATABASE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}"
+        )
+    dbname = parts.path.lstrip("/")
+    if not dbname:
+        raise ConfigError("FLOWLEDGER_DATABASE_URL must name a database: postgresql://host/db")
+    env |= {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": unquote(dbname),
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+    }
+    if settings.database_schema:
+        env["POSTGRES_SCHEMA"] = settings.database_schema
+    return env

@@ -1,0 +1,283 @@
+"""The Ledger: flowledger's event-sourced application. Commands are load -> decide -> save."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import RecordConflictError
+
+from application.claims import TaskIdClaimed, TaskIdReleased, claim_id
+from application.codec import EventCodec
+from application.config import Settings, store_env
+from application.snapshots import SNAPSHOT_TOPIC, TreeSnapshot, should_snapshot
+from domain.copying import CopyMode, CopyPlan, plan_copy
+from domain.errors import Conflict, DuplicateId, NotCancelable, TaskNotFound
+from domain.events import TREE_EVENTS, TreeEvent
+from domain.specs import Dependency, TaskChanges, parse_tasks
+from domain.tree import TaskTree, project_tree, utcnow
+
+R = TypeVar("R")
+MAX_RETRIES = 8
+
+
+class Ledger(Application[UUID]):
+    """Stores every tree as the events of one TaskTree aggregate."""
+
+    name = "flowledger"
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        super().__init__(env=store_env(self.settings))
+
+    def construct_mapper(self) -> EventCodec:
+        types: list[tuple[str, type[Any]]] = [(f"tree.{t.__name__}", t) for t in TREE_EVENTS]
+        types += [("claim.TaskIdClaimed", TaskIdClaimed), ("claim.TaskIdReleased", TaskIdReleased)]
+        types.append((SNAPSHOT_TOPIC, TreeSnapshot))
+        return EventCodec(types, stale_prefixes=("tree.Snapshot",))
+
+    # -- loading -------------------------------------------------------------------------
+    def load(self, tree_id: UUID, version: int | None = None) -> TaskTree:
+        """A tree from its latest usable snapshot plus the events after it."""
+        tree: TaskTree | None = None
+        after: int | None = None
+        if self.snapshots is not None:
+            for snapshot in self.snapshots.get(tree_id, desc=True, limit=1, lte=version):
+                if isinstance(snapshot, TreeSnapshot):
+                    tree, after = TaskTree(snapshot.state), snapshot.originator_version
+        events = self.events.get(tree_id, gt=after, lte=version)
+        loaded = project_tree(tree, events)  # type: ignore[arg-type]
+        if loaded is None or loaded.is_empty:
+            raise TaskNotFound(f"tree {tree_id} not found", ids=(str(tree_id),))
+        return loaded
+
+    def replay(self, tree_id: UUID, version: int | None = None) -> TaskTree:
+        """A tree folded from its events alone, ignoring snapshots (for audits and checks)."""
+        tree = project_tree(None, self.events.get(tree_id, lte=version))  # type: ignore[arg-type]
+        if tree is None:
+            raise TaskNotFound(f"tree {tree_id} not found", ids=(str(tree_id),))
+        return tree
+
+    def tree_id_of(self, task_id: str, *, removed_too: bool = False) -> UUID:
+        """The tree a task id belongs (or, with removed_too, belonged) to."""
+        for claim in self.events.get(claim_id(task_id), desc=True, limit=1):
+            if isinstance(claim, TaskIdClaimed) or removed_too:
+                return claim.tree_id  # type: ignore[attr-defined, no-any-return]
+        raise TaskNotFound(f"task {task_id!r} not found", ids=(task_id,))
+
+    def tree_of(self, task_id: str) -> TaskTree:
+        tree = self.load(self.tree_id_of(task_id))
+        tree.task(task_id)
+        return tree
+
+    # -- saving --------------------------------------------------------------------------
+    def save_trees(self, *trees: TaskTree, extra: Sequence[Any] = ()) -> None:
+        """Save the new events of `trees` (and `extra` events) in ONE transaction."""
+        batches = [(tree, tree.version, tree.collect_events()) for tree in trees]
+        events = [e for _, _, new in batches for e in new]
+        if not events and not extra:
+            return
+        self.save(*events, *extra)
+        for tree, version, new in batches:
+            self._snapshot_if_due(tree, version - len(new))
+
+    def _snapshot_if_due(self, tree: TaskTree, saved_from: int) -> None:
+        every = self.settings.snapshot_every
+        if should_snapshot(saved_from, tree.version, len(tree.tasks), every):
+            self.take_tree_snapshot(tree)
+
+    def take_tree_snapshot(self, tree: TaskTree) -> None:
+        assert self.snapshots is not None
+        self.snapshots.put([TreeSnapshot.of(tree)])
+
+    def _save_new(self, tree: TaskTree, *, also: Sequence[TaskTree] = ()) -> None:
+        """Save a new tree with a claim per task id; refuse ids another tree holds."""
+        versions = dict.fromkeys(tree.tasks, 1)
+        events = tree.collect_events()
+        at = events[0].timestamp
+        also_events = []
+        for other in also:
+            new = other.collect_events()
+            also_events.append((other, other.version - len(new), new))
+        for _ in range(MAX_RETRIES):
+            claims = [
+                TaskIdClaimed(
+                    originator_id=claim_id(task_id),
+                    originator_version=v,
+                    timestamp=at,
+                    task_id=task_id,
+                    tree_id=tree.id,
+                )
+                for task_id, v in versions.items()
+            ]
+            try:
+                self.save(*events, *(e for _, _, new in also_events for e in new), *claims)
+            except RecordConflictError:
+                taken, free_at = self._claim_versions(versions)
+                if taken:
+                    raise DuplicateId(
+                        f"task ids already exist: {', '.join(taken[:10])}"
+                        + (" ..." if len(taken) > 10 else ""),
+                        ids=taken,
+                    ) from None
+                if free_at == versions:
+                    raise  # the conflict is on a tree in `also`: the caller retries
+                versions = free_at
+                continue
+            break
+        else:
+            raise Conflict("task ids kept changing hands; try again")
+        self._snapshot_if_due(tree, 0)
+        for other, saved_from, _ in also_events:
+            self._snapshot_if_due(other, saved_from)
+
+    def _claim_versions(self, versions: dict[str, int]) -> tuple[list[str], dict[str, int]]:
+        taken: list[str] = []
+        free_at: dict[str, int] = {}
+        for task_id in versions:
+            last = next(iter(self.events.get(claim_id(task_id), desc=True, limit=1)), None)
+            if isinstance(last, TaskIdClaimed):
+                taken.append(task_id)
+            free_at[task_id] = 1 if last is None else last.originator_version + 1
+        return taken, free_at
+
+    def _change(self, task_id: str, command: Callable[[TaskTree], R]) -> tuple[TaskTree, R]:
+        """Load the tree of `task_id`, run `command`, save; on a write race, do it again."""
+        for _ in range(MAX_RETRIES):
+            tree = self.tree_of(task_id)
+            result = command(tree)
+            try:
+                self.save_trees(tree)
+            except RecordConflictError:
+                continue
+            return tree, result
+        raise Conflict(f"the tree of {task_id!r} kept changing; try again", ids=(task_id,))
+
+    # -- commands ------------------------------------------------------------------------
+    def create_tree(self, payload: Any) -> TaskTree:
+        """Validate and store a new tree; nothing is stored if any rule is broken."""
+        tree = TaskTree.create(parse_tasks(payload))
+        self._save_new(tree)
+        return tree
+
+    def add_dependency(self, task_id: str, dependency: Dependency) -> TaskTree:
+        return self._change(task_id, lambda t: t.add_dependency(task_id, dependency))[0]
+
+    def update_task(self, task_id: str, changes: TaskChanges) -> TaskTree:
+        return self._change(task_id, lambda t: t.update_task(task_id, changes))[0]
+
+    def remove_task(self, task_id: str) -> tuple[str, ...]:
+        """Remove a pending task and its subtree; their ids become free again."""
+        tree, removed = self._change(task_id, lambda t: t.remove_task(task_id))
+        at = utcnow()
+        releases = []
+        for removed_id in removed:
+            last = next(iter(self.events.get(claim_id(removed_id), desc=True, limit=1)))
+            releases.append(
+                TaskIdReleased(
+                    originator_id=claim_id(removed_id),
+                    originator_version=last.originator_version + 1,
+                    timestamp=at,
+                    task_id=removed_id,
+                    tree_id=tree.id,
+                )
+            )
+        self.save(*releases)
+        return removed
+
+    def request_run(self, task_id: str) -> TaskTree:
+        return self._change(task_id, lambda t: t.request_run())[0]
+
+    def cancel(self, task_ids: Iterable[str], reason: str = "cancelled") -> list[dict[str, Any]]:
+        """Cancel each task (and its subtree); report per id, in the order given."""
+        outcomes: list[dict[str, Any]] = []
+        for task_id in dict.fromkeys(task_ids):
+
+            def cancel(tree: TaskTree, task_id: str = task_id) -> list[str]:
+                return tree.cancel(task_id, reason)
+
+            try:
+                _, cancelled = self._change(task_id, cancel)
+            except TaskNotFound as exc:
+                outcomes.append({"task_id": task_id, "status": "not_found", "message": str(exc)})
+            except NotCancelable as exc:
+                outcomes.append(
+                    {"task_id": task_id, "status": "not_cancelable", "message": str(exc)}
+                )
+            else:
+                outcomes.append(
+                    {
+                        "task_id": task_id,
+                        "status": "cancelled",
+                        "message": f"cancelled {len(cancelled)} task(s)",
+                        "cancelled_ids": cancelled,
+                    }
+                )
+        return outcomes
+
+    def plan_copy(
+        self,
+        task_id: str,
+        mode: CopyMode = CopyMode.MINIMAL,
+        custom_task_ids: Iterable[str] = (),
+        children: bool = False,
+    ) -> CopyPlan:
+        """The copy `copy_tree` would make, without saving anything (a dry run)."""
+        return plan_copy(self.tree_of(task_id), task_id, mode, tuple(custom_task_ids), children)
+
+    def copy_tree(
+        self,
+        task_id: str,
+        mode: CopyMode = CopyMode.MINIMAL,
+        custom_task_ids: Iterable[str] = (),
+        children: bool = False,
+    ) -> TaskTree:
+        """Make a new tree that re-runs part of `task_id`'s tree; record Copied on the source."""
+        wanted = tuple(custom_task_ids)
+        for _ in range(MAX_RETRIES):
+            source = self.tree_of(task_id)
+            plan = plan_copy(source, task_id, mode, wanted, children)
+            copy = TaskTree.create(plan.specs, carried=plan.carried, source_tree_id=source.id)
+            source.record_copy(plan.source_ids, copy.id, plan.root_id)
+            try:
+                self._save_new(copy, also=[source])
+            except RecordConflictError:
+                continue
+            return copy
+        raise Conflict(f"the tree of {task_id!r} kept changing; try again", ids=(task_id,))
+
+    # -- queries -------------------------------------------------------------------------
+    def history(
+        self, task_id: str, after_version: int = 0, limit: int | None = None
+    ) -> list[TreeEvent]:
+        """The events of the tree holding `task_id`, oldest first, after `after_version`."""
+        tree_id = self.tree_id_of(task_id, removed_too=True)
+        return list(self.events.get(tree_id, gt=after_version, limit=limit))  # type: ignore[arg-type]
+
+    def state_at(
+        self, task_id: str, *, version: int | None = None, at: datetime | None = None
+    ) -> TaskTree:
+        """The tree holding `task_id` as it stood at `version`, or at the instant `at`."""
+        tree_id = self.tree_id_of(task_id, removed_too=True)
+        if at is not None:
+            version = self.version_at(tree_id, at)
+        return self.load(tree_id, version)
+
+    def version_at(self, tree_id: UUID, at: datetime) -> int:
+        """The tree's last version recorded at or before `at`."""
+        found = 0
+        for event in self._tree_events(tree_id):
+            if event.timestamp > at:
+                break
+            found = event.originator_version
+        if not found:
+            raise TaskNotFound(
+                f"tree {tree_id} did not exist yet at {at.isoformat()}", ids=(str(tree_id),)
+            )
+        return found
+
+    def _tree_events(self, tree_id: UUID) -> Iterator[TreeEvent]:
+        return self.events.get(tree_id)  # type: ignore[return-value]

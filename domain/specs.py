@@ -1,0 +1,318 @@
+"""Task specs: what a caller submits, validated and normalised before any rule is checked."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from domain.errors import DuplicateName, FieldError, InvalidSpec, UnknownReference
+
+PRIORITY_DEFAULT = 2
+PRIORITY_MAX = 2**31 - 1
+MAX_ID_LENGTH = 255
+MAX_NAME_LENGTH = 1000
+MAX_NESTING = 100
+MAX_FIELD_ERRORS = 100
+INT_LIMIT = 2**63
+
+TaskId = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+Priority = Annotated[int, Meta(ge=0, le=PRIORITY_MAX)]
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+
+
+class Dependency(Struct, frozen=True, forbid_unknown_fields=True):
+    """A task waits for `id`; if `required`, it is skipped when `id` does not complete."""
+
+    id: TaskId
+    required: bool = True
+
+
+class TaskSpec(Struct, frozen=True, kw_only=True):
+    """The definition of one task as stored in Created: it never changes once run."""
+
+    id: str
+    name: str
+    parent_id: str | None = None
+    user_id: str | None = None
+    priority: int = PRIORITY_DEFAULT
+    dependencies: tuple[Dependency, ...] = ()
+    inputs: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    original_task_id: str | None = None
+
+
+class _TaskInput(Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+    id: TaskId | None = None
+    parent_id: TaskId | None = None
+    user_id: Annotated[str, Meta(max_length=MAX_ID_LENGTH)] | None = None
+    priority: Priority = PRIORITY_DEFAULT
+    dependencies: list[Dependency | TaskId] | None = None
+    inputs: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    schemas: dict[str, Any] | None = None
+
+
+class TaskChanges(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The fields of a pending task that an update may change; UNSET means unchanged."""
+
+    name: str | UnsetType = UNSET
+    priority: int | UnsetType = UNSET
+    inputs: dict[str, Any] | UnsetType = UNSET
+    params: dict[str, Any] | UnsetType = UNSET
+    schemas: dict[str, Any] | UnsetType = UNSET
+    dependencies: tuple[Dependency, ...] | UnsetType = UNSET
+
+
+class _ChangesInput(Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    priority: Priority | UnsetType = UNSET
+    inputs: dict[str, Any] | UnsetType | None = UNSET
+    params: dict[str, Any] | UnsetType | None = UNSET
+    schemas: dict[str, Any] | UnsetType | None = UNSET
+    dependencies: list[Dependency | TaskId] | UnsetType | None = UNSET
+
+
+NOT_UPDATABLE = frozenset(
+    {
+        "id",
+        "parent_id",
+        "user_id",
+        "status",
+        "result",
+        "error",
+        "progress",
+        "attempts",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "original_task_id",
+        "has_copy",
+        "has_children",
+        "tree_id",
+    }
+)
+
+_PATH = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]*)`)?(?: in `(?P<outer>[^`]*)`)?$")
+_UNKNOWN = re.compile(r"unknown field `(?P<name>[^`]*)`")
+
+
+def _field_error(error: msgspec.ValidationError, prefix: str) -> FieldError:
+    """Turn msgspec's "reason - at `$.a[0]`" into a FieldError named from `prefix`."""
+    text = str(error)
+    unknown = _UNKNOWN.search(text)
+    if unknown:
+        return FieldError(f"{prefix}.{unknown['name']}", "unknown field")
+    match = _PATH.match(text)
+    assert match is not None
+    path = match["outer"] or match["path"] or "$"
+    reason = match["reason"]
+    if match["outer"]:
+        reason = f"{reason} (in a key)"
+    return FieldError(prefix + path[1:], reason)
+
+
+def check_json_value(value: Any, field: str) -> FieldError | None:
+    """Return why `value` is not plain JSON data (or nested too deep), else None."""
+    stack: list[tuple[Any, str, int]] = [(value, field, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return FieldError(where, f"nested deeper than {MAX_NESTING} levels")
+        if item is None or isinstance(item, (str, bool)):
+            continue
+        if isinstance(item, int):
+            if not -INT_LIMIT <= item < INT_LIMIT:
+                return FieldError(where, "integer out of the 64-bit range")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return FieldError(where, "NaN and infinities are not JSON numbers")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return FieldError(where, f"object key {key!r} is not a string")
+                stack.append((child, f"{where}.{key}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
+        else:
+            return FieldError(where, f"a {type(item).__name__} is not a JSON value")
+    return None
+
+
+def task_items(payload: Any) -> list[Any]:
+    """Accept a task array, {"tasks": [...]}, or one task object."""
+    if isinstance(payload, dict):
+        if "tasks" in payload:
+            payload = payload["tasks"]
+        else:
+            return [payload]
+    if not isinstance(payload, list):
+        raise InvalidSpec(
+            "tasks must be an array of task objects",
+            fields=[FieldError("tasks", f"expected an array, got {type(payload).__name__}")],
+        )
+    if not payload:
+        raise InvalidSpec(
+            "a tree needs at least one task",
+            fields=[FieldError("tasks", "must hold at least one task")],
+        )
+    return payload
+
+
+def _dependencies(
+    raw: Iterable[Dependency | str], where: str, errors: list[FieldError]
+) -> tuple[Dependency, ...]:
+    seen: set[str] = set()
+    out: list[Dependency] = []
+    for k, dep in enumerate(raw):
+        normal = Dependency(id=dep) if isinstance(dep, str) else dep
+        if normal.id in seen:
+            errors.append(FieldError(f"{where}.dependencies[{k}]", f"repeats {normal.id!r}"))
+            continue
+        seen.add(normal.id)
+        out.append(normal)
+    return tuple(out)
+
+
+def _check_values(item: _TaskInput | _ChangesInput, where: str, errors: list[FieldError]) -> None:
+    if isinstance(item.name, str) and not item.name.strip():
+        errors.append(FieldError(f"{where}.name", "must not be blank"))
+    for key in ("inputs", "params", "schemas"):
+        value = getattr(item, key)
+        if isinstance(value, dict):
+            problem = check_json_value(value, f"{where}.{key}")
+            if problem:
+                errors.append(problem)
+
+
+def parse_tasks(
+    payload: Any, new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+) -> list[TaskSpec]:
+    """Validate a submitted task array and return specs with every reference an id.
+
+    Either every task gives an id or none does; without ids, ids are generated and
+    parent_id and dependencies name tasks by their (then unique) names.
+    """
+    items = task_items(payload)
+    errors: list[FieldError] = []
+    inputs: list[_TaskInput] = []
+    for i, raw in enumerate(items):
+        where = f"tasks[{i}]"
+        if not isinstance(raw, dict):
+            errors.append(FieldError(where, f"expected an object, got {type(raw).__name__}"))
+            continue
+        try:
+            item = msgspec.convert(raw, _TaskInput, strict=True)
+        except msgspec.ValidationError as exc:
+            errors.append(_field_error(exc, where))
+            continue
+        _check_values(item, where, errors)
+        inputs.append(item)
+        if len(errors) >= MAX_FIELD_ERRORS:
+            break
+    if errors:
+        raise InvalidSpec(_summary(errors), fields=errors)
+
+    with_id = [t.id is not None for t in inputs]
+    if any(with_id) and not all(with_id):
+        missing = [f"tasks[{i}].id" for i, has in enumerate(with_id) if not has]
+        raise InvalidSpec(
+            "give every task an id or none (then tasks refer to each other by name)",
+            fields=[FieldError(f, "missing while other tasks have ids") for f in missing[:20]],
+        )
+    if all(with_id):
+        ids = [str(t.id) for t in inputs]
+        resolve: Callable[[str], str] = str
+    else:
+        ids = [new_id() for _ in inputs]
+        by_name: dict[str, str] = {}
+        repeated: list[str] = []
+        for t, tid in zip(inputs, ids, strict=True):
+            if t.name in by_name:
+                repeated.append(t.name)
+            by_name[t.name] = tid
+        if repeated:
+            names = sorted(set(repeated))
+            raise DuplicateName(
+                f"without ids, task names must be unique; repeated: {', '.join(names)}",
+                ids=names,
+            )
+
+        def resolve(ref: str) -> str:
+            try:
+                return by_name[ref]
+            except KeyError:
+                raise UnknownReference(
+                    f"no task is named {ref!r} (without ids, references are names)", ids=(ref,)
+                ) from None
+
+    specs: list[TaskSpec] = []
+    for i, (t, tid) in enumerate(zip(inputs, ids, strict=True)):
+        deps = _dependencies(t.dependencies or (), f"tasks[{i}]", errors)
+        specs.append(
+            TaskSpec(
+                id=str(tid),
+                name=t.name,
+                parent_id=None if t.parent_id is None else resolve(t.parent_id),
+                user_id=t.user_id,
+                priority=t.priority,
+                dependencies=tuple(Dependency(resolve(d.id), d.required) for d in deps),
+                inputs=t.inputs or {},
+                params=t.params or {},
+                schemas=t.schemas or {},
+            )
+        )
+    if errors:
+        raise InvalidSpec(_summary(errors), fields=errors)
+    return specs
+
+
+def parse_changes(raw: Any) -> TaskChanges:
+    """Validate the fields of tasks.update (everything but task_id)."""
+    if not isinstance(raw, dict):
+        raise InvalidSpec(
+            "changes must be an object",
+            fields=[FieldError("params", f"expected an object, got {type(raw).__name__}")],
+        )
+    fixed = [FieldError(k, "not updatable") for k in raw if k in NOT_UPDATABLE]
+    if fixed:
+        raise InvalidSpec(_summary(fixed), fields=fixed)
+    try:
+        item = msgspec.convert(raw, _ChangesInput, strict=True)
+    except msgspec.ValidationError as exc:
+        error = _field_error(exc, "$")
+        error = FieldError(error.field.removeprefix("$."), error.reason)
+        raise InvalidSpec(_summary([error]), fields=[error]) from None
+    errors: list[FieldError] = []
+    _check_values(item, "", errors)
+    errors = [FieldError(e.field.lstrip("."), e.reason) for e in errors]
+    deps: tuple[Dependency, ...] | UnsetType = UNSET
+    if item.dependencies is not UNSET:
+        deps = _dependencies(item.dependencies or (), "", errors)
+    if errors:
+        raise InvalidSpec(_summary(errors), fields=errors)
+    return TaskChanges(
+        name=item.name,
+        priority=item.priority,
+        inputs=_or_empty(item.inputs),
+        params=_or_empty(item.params),
+        schemas=_or_empty(item.schemas),
+        dependencies=deps,
+    )
+
+
+def _or_empty(value: dict[str, Any] | UnsetType | None) -> dict[str, Any] | UnsetType:
+    return {} if value is None else value
+
+
+def _summary(errors: list[FieldError]) -> str:
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{first.field}: {first.reason}{more}"

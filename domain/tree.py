@@ -1,0 +1,533 @@
+"""The TaskTree aggregate: one per tree; commands validate, then emit events; `apply` folds."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import msgspec
+from msgspec import UNSET, Struct
+
+from domain import events as ev
+from domain.errors import (
+    Conflict,
+    FieldError,
+    HasDependents,
+    InvalidSpec,
+    NotCancelable,
+    NotPending,
+    TaskNotFound,
+    UnknownReference,
+)
+from domain.graph import (
+    check_acyclic,
+    children_index,
+    dependents_index,
+    subtree,
+    validate_structure,
+)
+from domain.specs import Dependency, TaskChanges, TaskSpec, check_json_value
+from domain.status import TERMINAL, TaskStatus, TreeStatus, check_transition
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Task(Struct, kw_only=True):
+    """One task of a tree: its definition and its run state."""
+
+    id: str
+    name: str
+    parent_id: str | None
+    user_id: str | None
+    priority: int
+    dependencies: tuple[Dependency, ...]
+    inputs: dict[str, Any]
+    params: dict[str, Any]
+    schemas: dict[str, Any]
+    seq: int
+    created_at: datetime
+    original_task_id: str | None = None
+    status: TaskStatus = TaskStatus.PENDING
+    result: Any = None
+    error: str | None = None
+    progress: float = 0.0
+    attempts: int = 0
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    has_copy: bool = False
+
+
+class TreeState(Struct, kw_only=True):
+    """Everything a TaskTree knows; what a snapshot stores."""
+
+    id: UUID
+    version: int
+    created_on: datetime
+    modified_on: datetime
+    root_id: str
+    tasks: dict[str, Task]
+    next_seq: int
+    run_requested: bool = False
+    source_tree_id: UUID | None = None
+    copies: list[UUID] = []
+
+
+class TaskTree:
+    """A tree of tasks. Each command checks its rules first: a refused command emits nothing."""
+
+    def __init__(self, state: TreeState) -> None:
+        self.state = state
+        self._pending: list[ev.TreeEvent] = []
+        self._children: dict[str, list[str]] | None = None
+        self._dependents: dict[str, list[str]] | None = None
+
+    # -- identity, as the event store sees it -------------------------------------------
+    @property
+    def id(self) -> UUID:
+        return self.state.id
+
+    @property
+    def version(self) -> int:
+        return self.state.version
+
+    @property
+    def tasks(self) -> dict[str, Task]:
+        return self.state.tasks
+
+    @property
+    def root_id(self) -> str:
+        return self.state.root_id
+
+    @property
+    def is_empty(self) -> bool:
+        """True once the root was removed: the tree no longer exists for readers."""
+        return not self.state.tasks
+
+    def collect_events(self) -> list[ev.TreeEvent]:
+        collected, self._pending = self._pending, []
+        return collected
+
+    # -- derived indexes (not stored; rebuilt after a structural change) -----------------
+    @property
+    def children(self) -> dict[str, list[str]]:
+        if self._children is None:
+            self._children = children_index(self.tasks.values())
+        return self._children
+
+    @property
+    def dependents(self) -> dict[str, list[str]]:
+        if self._dependents is None:
+            self._dependents = dependents_index(self.tasks.values())
+        return self._dependents
+
+    def task(self, task_id: str) -> Task:
+        try:
+            return self.tasks[task_id]
+        except KeyError:
+            raise TaskNotFound(f"task {task_id!r} not found", ids=(task_id,)) from None
+
+    # -- creation ------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        specs: Sequence[TaskSpec],
+        *,
+        tree_id: UUID | None = None,
+        carried: Sequence[ev.CarriedResult] = (),
+        source_tree_id: UUID | None = None,
+    ) -> TaskTree:
+        """Validate a whole tree and emit Created; tasks without user_id get the root's."""
+        root_id = validate_structure(specs)
+        owner = next(s.user_id for s in specs if s.id == root_id)
+        if owner is not None:
+            specs = [
+                s if s.user_id is not None else msgspec.structs.replace(s, user_id=owner)
+                for s in specs
+            ]
+        created = ev.Created(
+            originator_id=tree_id or uuid4(),
+            originator_version=1,
+            timestamp=utcnow(),
+            root_id=root_id,
+            tasks=tuple(specs),
+            carried=tuple(carried),
+            source_tree_id=source_tree_id,
+        )
+        tree = cls.from_created(created)
+        tree._pending.append(created)
+        return tree
+
+    @classmethod
+    def from_created(cls, event: ev.Created) -> TaskTree:
+        at = event.timestamp
+        tasks = {
+            s.id: Task(
+                id=s.id,
+                name=s.name,
+                parent_id=s.parent_id,
+                user_id=s.user_id,
+                priority=s.priority,
+                dependencies=s.dependencies,
+                inputs=s.inputs,
+                params=s.params,
+                schemas=s.schemas,
+                seq=i,
+                created_at=at,
+                original_task_id=s.original_task_id,
+            )
+            for i, s in enumerate(event.tasks)
+        }
+        for carried in event.carried:
+            task = tasks[carried.task_id]
+            task.status = TaskStatus.COMPLETED
+            task.result = carried.result
+            task.progress = 1.0
+            task.completed_at = carried.completed_at or at
+        state = TreeState(
+            id=event.originator_id,
+            version=event.originator_version,
+            created_on=at,
+            modified_on=at,
+            root_id=event.root_id,
+            tasks=tasks,
+            next_seq=len(tasks),
+            source_tree_id=event.source_tree_id,
+        )
+        return cls(state)
+
+    # -- commands ------------------------------------------------------------------------
+    def add_dependency(self, task_id: str, dependency: Dependency) -> None:
+        task = self._pending_task(task_id)
+        existing = {d.id: d for d in task.dependencies}
+        if dependency.id in existing:
+            if existing[dependency.id] == dependency:
+                return
+            raise Conflict(
+                f"{task_id!r} already depends on {dependency.id!r}; update its dependencies "
+                "to change whether it is required",
+                ids=(task_id, dependency.id),
+            )
+        self._check_dependencies(task_id, (*task.dependencies, dependency))
+        self._trigger(ev.DependencyAdded, task_id=task_id, dependency=dependency)
+        self._skip_if_blocked(task_id)
+
+    def update_task(self, task_id: str, changes: TaskChanges) -> None:
+        task = self._pending_task(task_id)
+        if changes == TaskChanges():
+            return
+        if changes.dependencies is not UNSET:
+            self._check_dependencies(task_id, changes.dependencies)
+        self._trigger(ev.TaskUpdated, task_id=task_id, changes=changes)
+        if task.status is TaskStatus.PENDING:
+            self._skip_if_blocked(task_id)
+
+    def remove_task(self, task_id: str) -> tuple[str, ...]:
+        """Remove a pending task and its (pending) subtree that nothing else depends on."""
+        self.task(task_id)
+        removed = subtree(self.children, task_id)
+        busy = [i for i in removed if self.tasks[i].status is not TaskStatus.PENDING]
+        if busy:
+            raise NotPending(
+                f"only pending tasks can be removed; not pending: {', '.join(busy)}", ids=busy
+            )
+        gone = set(removed)
+        blockers = sorted(
+            {d for i in removed for d in self.dependents.get(i, ()) if d not in gone},
+            key=lambda i: self.tasks[i].seq,
+        )
+        if blockers:
+            raise HasDependents(
+                f"{task_id!r} cannot be removed: {', '.join(blockers)} depend on it",
+                ids=[task_id, *blockers],
+            )
+        self._trigger(ev.TaskRemoved, task_id=task_id, removed_ids=tuple(removed))
+        return tuple(removed)
+
+    def request_run(self) -> bool:
+        """Mark the tree as asked to run; False if it already was or cannot run any more."""
+        if self.state.run_requested or self.is_terminal:
+            return False
+        self._trigger(ev.RunRequested)
+        return True
+
+    def start(self, task_id: str, attempt: int, inputs: dict[str, Any]) -> None:
+        task = self.task(task_id)
+        check_transition(task_id, task.status, TaskStatus.IN_PROGRESS)
+        if attempt <= task.attempts:
+            raise Conflict(
+                f"attempt {attempt} of {task_id!r} is not after attempt {task.attempts}",
+                ids=(task_id,),
+            )
+        if task.status is TaskStatus.PENDING and not self.is_ready(task):
+            waiting = [d.id for d in task.dependencies if not self._satisfies(d)]
+            raise Conflict(
+                f"{task_id!r} is not ready: waiting for {', '.join(waiting)}",
+                ids=(task_id, *waiting),
+            )
+        _require_json(inputs, "inputs")
+        self._trigger(ev.Started, task_id=task_id, attempt=attempt, inputs=inputs)
+
+    def record_progress(self, task_id: str, progress: float, message: str | None = None) -> None:
+        task = self.task(task_id)
+        if task.status is not TaskStatus.IN_PROGRESS:
+            raise NotPending(f"{task_id!r} is {task.status.value}, not running", ids=(task_id,))
+        if not 0.0 <= progress <= 1.0:
+            raise InvalidSpec(
+                "progress is a fraction", fields=[FieldError("progress", "must be within 0..1")]
+            )
+        self._trigger(ev.Progressed, task_id=task_id, progress=progress, message=message)
+
+    def complete(self, task_id: str, result: Any) -> None:
+        task = self.task(task_id)
+        check_transition(task_id, task.status, TaskStatus.COMPLETED)
+        _require_json(result, "result")
+        self._trigger(ev.Completed, task_id=task_id, result=result)
+
+    def fail_attempt(self, task_id: str, error: str, retry_in_s: float) -> None:
+        """Record a failed attempt that will be retried; the task stays in progress."""
+        task = self.task(task_id)
+        if task.status is not TaskStatus.IN_PROGRESS:
+            raise NotPending(f"{task_id!r} is {task.status.value}, not running", ids=(task_id,))
+        self._trigger(
+            ev.AttemptFailed,
+            task_id=task_id,
+            attempt=task.attempts,
+            error=error,
+            retry_in_s=retry_in_s,
+        )
+
+    def fail(self, task_id: str, error: str) -> None:
+        task = self.task(task_id)
+        check_transition(task_id, task.status, TaskStatus.FAILED)
+        self._trigger(ev.Failed, task_id=task_id, attempt=task.attempts, error=error)
+        self._skip_dependents([task_id])
+
+    def cancel(self, task_id: str, reason: str = "cancelled") -> list[str]:
+        """Cancel a task and its unfinished subtree; skip what required them. Returns ids."""
+        task = self.task(task_id)
+        if task.status in TERMINAL:
+            raise NotCancelable(f"{task_id!r} is already {task.status.value}", ids=(task_id,))
+        cancelled: list[str] = []
+        for i in subtree(self.children, task_id):
+            if self.tasks[i].status not in TERMINAL:
+                why = reason if i == task_id else f"{reason} (with ancestor {task_id!r})"
+                self._trigger(ev.Cancelled, task_id=i, reason=why)
+                cancelled.append(i)
+        self._skip_dependents(cancelled)
+        return cancelled
+
+    def record_copy(self, task_ids: Sequence[str], new_tree_id: UUID, new_root_id: str) -> None:
+        for task_id in task_ids:
+            self.task(task_id)
+        self._trigger(
+            ev.Copied, task_ids=tuple(task_ids), new_tree_id=new_tree_id, new_root_id=new_root_id
+        )
+
+    # -- readiness and status (pure reads of the state) ---------------------------------
+    def _satisfies(self, dep: Dependency) -> bool:
+        status = self.tasks[dep.id].status
+        return status is TaskStatus.COMPLETED or (not dep.required and status in TERMINAL)
+
+    def is_ready(self, task: Task) -> bool:
+        """Pending, every required dependency completed, every optional one terminal."""
+        return task.status is TaskStatus.PENDING and all(
+            self._satisfies(d) for d in task.dependencies
+        )
+
+    def ready_tasks(self) -> list[Task]:
+        """The tasks that may start now, most urgent first (priority, then creation order)."""
+        ready = [t for t in self.tasks.values() if self.is_ready(t)]
+        ready.sort(key=lambda t: (t.priority, t.seq))
+        return ready
+
+    @property
+    def is_terminal(self) -> bool:
+        return all(t.status in TERMINAL for t in self.tasks.values())
+
+    @property
+    def status(self) -> TreeStatus:
+        """Derived: completed when all completed; cancelled if any was cancelled; failed when
+        anything else ended it; pending until asked to run; in progress in between."""
+        counts = Counter(t.status for t in self.tasks.values())
+        if all(s in TERMINAL for s in counts):
+            if counts[TaskStatus.COMPLETED] == len(self.tasks):
+                return TreeStatus.COMPLETED
+            if counts[TaskStatus.CANCELLED]:
+                return TreeStatus.CANCELLED
+            return TreeStatus.FAILED
+        if not self.state.run_requested and not counts[TaskStatus.IN_PROGRESS]:
+            return TreeStatus.PENDING
+        return TreeStatus.IN_PROGRESS
+
+    # -- internals -----------------------------------------------------------------------
+    def _pending_task(self, task_id: str) -> Task:
+        task = self.task(task_id)
+        if task.status is not TaskStatus.PENDING:
+            raise NotPending(
+                f"{task_id!r} is {task.status.value}; only pending tasks can change",
+                ids=(task_id,),
+            )
+        return task
+
+    def _check_dependencies(self, task_id: str, deps: Iterable[Dependency]) -> None:
+        deps = tuple(deps)
+        unknown = [d.id for d in deps if d.id not in self.tasks]
+        if unknown:
+            raise UnknownReference(
+                f"{task_id!r} depends on unknown {', '.join(map(repr, unknown))}",
+                ids=[task_id, *unknown],
+            )
+        proposed = [
+            msgspec.structs.replace(t, dependencies=deps) if t.id == task_id else t
+            for t in self.tasks.values()
+        ]
+        check_acyclic(proposed)
+
+    def _skip_if_blocked(self, task_id: str) -> None:
+        task = self.tasks[task_id]
+        for dep in task.dependencies:
+            status = self.tasks[dep.id].status
+            if dep.required and status in TERMINAL and status is not TaskStatus.COMPLETED:
+                reason = f"required dependency {dep.id!r} {status.value}"
+                self._trigger(ev.Skipped, task_id=task_id, reason=reason)
+                self._skip_dependents([task_id])
+                return
+
+    def _skip_dependents(self, ended: Iterable[str]) -> None:
+        """Skip, transitively, every pending task that required a task that did not complete."""
+        queue = list(ended)
+        while queue:
+            dep_id = queue.pop(0)
+            status = self.tasks[dep_id].status.value
+            for dependent_id in self.dependents.get(dep_id, ()):
+                dependent = self.tasks[dependent_id]
+                if dependent.status is not TaskStatus.PENDING:
+                    continue
+                if any(d.id == dep_id and d.required for d in dependent.dependencies):
+                    reason = f"required dependency {dep_id!r} {status}"
+                    self._trigger(ev.Skipped, task_id=dependent_id, reason=reason)
+                    queue.append(dependent_id)
+
+    def _trigger(self, event_type: type[ev.TreeEvent], **fields: Any) -> None:
+        event = event_type(
+            originator_id=self.id,
+            originator_version=self.version + 1,
+            timestamp=utcnow(),
+            **fields,
+        )
+        self.apply(event)
+        self._pending.append(event)
+
+    # -- the mutator: folds an event into the state, never validates ---------------------
+    def apply(self, event: ev.TreeEvent) -> None:
+        _MUTATORS[type(event)](self, event)
+        self.state.version = event.originator_version
+        self.state.modified_on = event.timestamp
+
+    def _on_dependency_added(self, e: ev.DependencyAdded) -> None:
+        task = self.tasks[e.task_id]
+        task.dependencies = (*task.dependencies, e.dependency)
+        self._dependents = None
+
+    def _on_updated(self, e: ev.TaskUpdated) -> None:
+        task = self.tasks[e.task_id]
+        for name in e.changes.__struct_fields__:
+            value = getattr(e.changes, name)
+            if value is not UNSET:
+                setattr(task, name, value)
+        if e.changes.dependencies is not UNSET:
+            self._dependents = None
+
+    def _on_removed(self, e: ev.TaskRemoved) -> None:
+        for task_id in e.removed_ids:
+            del self.tasks[task_id]
+        self._children = self._dependents = None
+
+    def _on_run_requested(self, e: ev.RunRequested) -> None:
+        self.state.run_requested = True
+
+    def _on_started(self, e: ev.Started) -> None:
+        task = self.tasks[e.task_id]
+        task.status = TaskStatus.IN_PROGRESS
+        task.attempts = e.attempt
+        task.progress = 0.0
+        if task.started_at is None:
+            task.started_at = e.timestamp
+
+    def _on_progressed(self, e: ev.Progressed) -> None:
+        self.tasks[e.task_id].progress = e.progress
+
+    def _on_completed(self, e: ev.Completed) -> None:
+        task = self.tasks[e.task_id]
+        task.status = TaskStatus.COMPLETED
+        task.result = e.result
+        task.error = None
+        task.progress = 1.0
+        task.completed_at = e.timestamp
+
+    def _on_attempt_failed(self, e: ev.AttemptFailed) -> None:
+        self.tasks[e.task_id].error = e.error
+
+    def _end(self, task_id: str, status: TaskStatus, error: str, at: datetime) -> None:
+        task = self.tasks[task_id]
+        task.status = status
+        task.error = error
+        task.completed_at = at
+
+    def _on_failed(self, e: ev.Failed) -> None:
+        self._end(e.task_id, TaskStatus.FAILED, e.error, e.timestamp)
+
+    def _on_skipped(self, e: ev.Skipped) -> None:
+        self._end(e.task_id, TaskStatus.SKIPPED, e.reason, e.timestamp)
+
+    def _on_cancelled(self, e: ev.Cancelled) -> None:
+        self._end(e.task_id, TaskStatus.CANCELLED, e.reason, e.timestamp)
+
+    def _on_copied(self, e: ev.Copied) -> None:
+        for task_id in e.task_ids:
+            self.tasks[task_id].has_copy = True
+        self.state.copies.append(e.new_tree_id)
+
+
+def _on_created(tree: TaskTree, e: ev.Created) -> None:
+    raise AssertionError("Created starts a tree: use TaskTree.from_created")
+
+
+_MUTATORS: dict[type[ev.TreeEvent], Callable[[TaskTree, Any], None]] = {
+    ev.Created: _on_created,
+    ev.DependencyAdded: TaskTree._on_dependency_added,
+    ev.TaskUpdated: TaskTree._on_updated,
+    ev.TaskRemoved: TaskTree._on_removed,
+    ev.RunRequested: TaskTree._on_run_requested,
+    ev.Started: TaskTree._on_started,
+    ev.Progressed: TaskTree._on_progressed,
+    ev.Completed: TaskTree._on_completed,
+    ev.AttemptFailed: TaskTree._on_attempt_failed,
+    ev.Failed: TaskTree._on_failed,
+    ev.Skipped: TaskTree._on_skipped,
+    ev.Cancelled: TaskTree._on_cancelled,
+    ev.Copied: TaskTree._on_copied,
+}
+
+
+def project_tree(tree: TaskTree | None, events: Iterable[ev.TreeEvent]) -> TaskTree | None:
+    """Fold events (the first a Created when `tree` is None) into a tree."""
+    for event in events:
+        if isinstance(event, ev.Created):
+            tree = TaskTree.from_created(event)
+        elif tree is None:
+            raise ValueError(f"{type(event).__name__} before Created")
+        else:
+            tree.apply(event)
+    return tree
+
+
+def _require_json(value: Any, field: str) -> None:
+    problem = check_json_value(value, field)
+    if problem:
+        raise InvalidSpec(f"{problem.field}: {problem.reason}", fields=[problem])

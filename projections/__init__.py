@@ -1,0 +1,1 @@
+"""Read models (CQRS projections) built from the Ledger's notification log."""
