@@ -15,9 +15,9 @@ from application.codec import EventCodec
 from application.config import Settings, store_env
 from application.snapshots import SNAPSHOT_TOPIC, TreeSnapshot, should_snapshot
 from domain.copying import CopyMode, CopyPlan, plan_copy
-from domain.errors import Conflict, DuplicateId, NotCancelable, TaskNotFound
+from domain.errors import Conflict, DuplicateId, NotCancelable, TaskNotFound, TreeRejected
 from domain.events import TREE_EVENTS, TreeEvent
-from domain.specs import Dependency, TaskChanges, parse_tasks
+from domain.specs import Dependency, TaskChanges, parse_tasks, task_items
 from domain.tree import TaskTree, project_tree, utcnow
 
 R = TypeVar("R")
@@ -159,7 +159,13 @@ class Ledger(Application[UUID]):
     # -- commands ------------------------------------------------------------------------
     def create_tree(self, payload: Any) -> TaskTree:
         """Validate and store a new tree; nothing is stored if any rule is broken."""
-        tree = TaskTree.create(parse_tasks(payload))
+        specs = parse_tasks(payload)
+        try:
+            tree = TaskTree.create(specs)
+        except TreeRejected as exc:
+            if any(isinstance(t, dict) and "id" in t for t in task_items(payload)):
+                raise
+            raise exc.relabelled({s.id: s.name for s in specs}) from None
         self._save_new(tree)
         return tree
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,6 +36,22 @@ class DomainError(Exception):
         self.ids: tuple[str, ...] = tuple(ids)
         self.path = path
         self.fields: tuple[FieldError, ...] = tuple(fields)
+
+    def relabelled(self, labels: Mapping[str, str]) -> DomainError:
+        """The same error with ids replaced by labels (names, when the caller gave no ids)."""
+
+        def label(text: str) -> str:
+            for task_id, name in labels.items():
+                text = text.replace(task_id, name)
+            return text
+
+        clone = type(self)(
+            label(self.message),
+            ids=[labels.get(i, i) for i in self.ids],
+            path=None if self.path is None else label(self.path),
+            fields=self.fields,
+        )
+        return clone
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"code": self.code, "message": self.message, "ids": list(self.ids)}

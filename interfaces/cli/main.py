@@ -1,0 +1,85 @@
+"""`flowledger`: the root command, shared options, and error handling (exit 0 / 1 / 2)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from application.config import ConfigError, Settings
+from application.ledger import Ledger
+from domain.errors import Conflict, DomainError, TaskNotFound
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print exact JSON.")(func)
+
+
+@contextmanager
+def open_ledger() -> Iterator[Ledger]:
+    """A Ledger on the configured store; configuration and domain errors exit with 2."""
+    try:
+        ledger = Ledger(Settings.from_env())
+    except ConfigError as exc:
+        fail(str(exc))
+    try:
+        yield ledger
+    except TaskNotFound as exc:
+        fail(str(exc), data=exc.as_dict(), code=1)
+    except Conflict as exc:
+        fail(str(exc), data=exc.as_dict(), code=1)
+    except DomainError as exc:
+        fail(str(exc), data=exc.as_dict())
+    finally:
+        ledger.close()
+
+
+def fail(message: str, *, data: dict[str, Any] | None = None, code: int = 2) -> Any:
+    click.echo(f"error: {message}", err=True)
+    fields = (data or {}).get("fields", [])
+    for field in fields if len(fields) > 1 else ():
+        click.echo(f"  {field['field']}: {field['reason']}", err=True)
+    sys.exit(code)
+
+
+def read_json(source: str) -> Any:
+    """Read JSON from a file path or "-" (stdin); bad JSON exits 2 naming the place."""
+    try:
+        text = sys.stdin.buffer.read() if source == "-" else open(source, "rb").read()  # noqa: SIM115
+    except OSError as exc:
+        fail(f"cannot read {source}: {exc.strerror}")
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        fail(f"{'stdin' if source == '-' else source} is not valid JSON: {exc}")
+
+
+def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        human()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version("flowledger"), prog_name="flowledger")
+def cli() -> None:
+    """flowledger: event-sourced task trees that can explain every run.
+
+    The store is an SQLite file under FLOWLEDGER_HOME (default ~/.flowledger), or the
+    PostgreSQL database named by FLOWLEDGER_DATABASE_URL.
+    """
+
+
+def main() -> None:
+    from interfaces.cli import history, tasks  # noqa: F401  (registers the commands)
+
+    cli()

@@ -1,0 +1,59 @@
+"""Human-readable output: trees and timelines with rich (colour only on a terminal)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+STYLE = {
+    "pending": "dim",
+    "in_progress": "cyan",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "skipped": "magenta",
+}
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _label(task: dict[str, Any]) -> str:
+    status = task["status"]
+    deps = ", ".join(d["id"] if d["required"] else f"{d['id']}?" for d in task["dependencies"])
+    extra = f" after {deps}" if deps else ""
+    note = f" - {task['error']}" if task.get("error") else ""
+    detail = f"({task['id']}, p{task['priority']}){extra}{note}"
+    return f"[{STYLE[status]}]{status:<11}[/] {escape(task['name'])} [dim]{escape(detail)}[/]"
+
+
+def print_tree(root: dict[str, Any]) -> None:
+    title = f"tree {root['tree_id']} [bold]{root.get('tree_status', '')}[/]"
+    top = Tree(title)
+    stack = [(top.add(_label(root)), root)]
+    while stack:
+        branch, node = stack.pop()
+        for child in node.get("children", ()):
+            stack.append((branch.add(_label(child)), child))
+    console().print(top)
+
+
+def print_history(entries: list[dict[str, Any]]) -> None:
+    table = Table("version", "event", "task", "details", box=None)
+    for e in entries:
+        data = {k: v for k, v in e["data"].items() if v not in (None, [], {}, ())}
+        if "tasks" in data:
+            data["tasks"] = f"{len(data['tasks'])} tasks"
+        details = _short(json.dumps(data, ensure_ascii=False, default=str))
+        table.add_row(str(e["version"]), e["type"], _short(e["task_id"] or "", 14), details)
+    console().print(table)
+
+
+def _short(text: str, limit: int = 70) -> str:
+    return escape(text if len(text) <= limit else text[: limit - 1] + "…")
