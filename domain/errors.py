@@ -102,6 +102,10 @@ class Unreachable(TreeRejected):
     code = "unreachable"
 
 
+class TooDeep(TreeRejected):
+    code = "too_deep"
+
+
 class UnknownExecutor(TreeRejected):
     code = "unknown_executor"
 

@@ -10,10 +10,13 @@ from domain.errors import (
     DuplicateId,
     MultipleRoots,
     NoRoot,
+    TooDeep,
     UnknownReference,
     Unreachable,
 )
 from domain.specs import Dependency
+
+MAX_DEPTH = 256
 
 
 class Node(Protocol):
@@ -123,7 +126,8 @@ def validate_structure(nodes: Sequence[Node]) -> str:
             f"a tree has exactly one root (a task without parent_id); found {len(roots)}",
             ids=roots,
         )
-    reached = set(subtree(children_index(nodes), roots[0]))
+    children = children_index(nodes)
+    reached = set(subtree(children, roots[0]))
     if len(reached) != len(nodes):
         lost = [n.id for n in nodes if n.id not in reached]
         raise Unreachable(
@@ -132,4 +136,19 @@ def validate_structure(nodes: Sequence[Node]) -> str:
             + (" ..." if len(lost) > 10 else ""),
             ids=lost,
         )
+    check_depth(children, roots[0])
     return roots[0]
+
+
+def check_depth(children: Mapping[str, list[str]], root: str) -> None:
+    """Parent nesting is bounded so a tree can always be returned as nested JSON."""
+    level, depth = [root], 1
+    while level:
+        if depth > MAX_DEPTH:
+            raise TooDeep(
+                f"tasks nest deeper than {MAX_DEPTH} levels through parent_id "
+                f"(e.g. {level[0]!r}); use dependencies for long chains",
+                ids=level[:10],
+            )
+        level = [c for p in level for c in children.get(p, ())]
+        depth += 1

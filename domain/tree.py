@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -400,9 +400,9 @@ class TaskTree:
 
     def _skip_dependents(self, ended: Iterable[str]) -> None:
         """Skip, transitively, every pending task that required a task that did not complete."""
-        queue = list(ended)
+        queue = deque(ended)
         while queue:
-            dep_id = queue.pop(0)
+            dep_id = queue.popleft()
             status = self.tasks[dep_id].status.value
             for dependent_id in self.dependents.get(dep_id, ()):
                 dependent = self.tasks[dependent_id]
