@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -15,7 +15,15 @@ from application.codec import EventCodec
 from application.config import Settings, store_env
 from application.snapshots import SNAPSHOT_TOPIC, TreeSnapshot, should_snapshot
 from domain.copying import CopyMode, CopyPlan, plan_copy
-from domain.errors import Conflict, DuplicateId, NotCancelable, TaskNotFound, TreeRejected
+from domain.errors import (
+    Conflict,
+    DuplicateId,
+    FieldError,
+    InvalidSpec,
+    NotCancelable,
+    TaskNotFound,
+    TreeRejected,
+)
 from domain.events import TREE_EVENTS, TreeEvent
 from domain.specs import Dependency, TaskChanges, parse_tasks, task_items
 from domain.tree import TaskTree, project_tree, utcnow
@@ -260,6 +268,13 @@ class Ledger(Application[UUID]):
         self, task_id: str, after_version: int = 0, limit: int | None = None
     ) -> list[TreeEvent]:
         """The events of the tree holding `task_id`, oldest first, after `after_version`."""
+        bad = []
+        if after_version < 0:
+            bad.append(FieldError("after_version", "must be 0 or more"))
+        if limit is not None and limit < 1:
+            bad.append(FieldError("limit", "must be 1 or more"))
+        if bad:
+            raise InvalidSpec(f"{bad[0].field}: {bad[0].reason}", fields=bad)
         tree_id = self.tree_id_of(task_id, removed_too=True)
         return list(self.events.get(tree_id, gt=after_version, limit=limit))  # type: ignore[arg-type]
 
@@ -269,7 +284,11 @@ class Ledger(Application[UUID]):
         """The tree holding `task_id` as it stood at `version`, or at the instant `at`."""
         tree_id = self.tree_id_of(task_id, removed_too=True)
         if at is not None:
-            version = self.version_at(tree_id, at)
+            version = self.version_at(tree_id, at if at.tzinfo else at.replace(tzinfo=UTC))
+        elif version is not None and version < 1:
+            raise InvalidSpec(
+                "version: must be 1 or more", fields=[FieldError("version", "must be 1 or more")]
+            )
         return self.load(tree_id, version)
 
     def version_at(self, tree_id: UUID, at: datetime) -> int:

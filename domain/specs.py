@@ -126,9 +126,12 @@ def check_json_value(value: Any, field: str) -> FieldError | None:
         item, where, depth = stack.pop()
         if depth > MAX_NESTING:
             return FieldError(where, f"nested deeper than {MAX_NESTING} levels")
-        if item is None or isinstance(item, (str, bool)):
+        if item is None or isinstance(item, bool):
             continue
-        if isinstance(item, int):
+        if isinstance(item, str):
+            if not _is_text(item):
+                return FieldError(where, "not valid Unicode text (a lone surrogate)")
+        elif isinstance(item, int):
             if not -INT_LIMIT <= item < INT_LIMIT:
                 return FieldError(where, "integer out of the 64-bit range")
         elif isinstance(item, float):
@@ -138,12 +141,24 @@ def check_json_value(value: Any, field: str) -> FieldError | None:
             for key, child in item.items():
                 if not isinstance(key, str):
                     return FieldError(where, f"object key {key!r} is not a string")
+                if not _is_text(key):
+                    return FieldError(where, "an object key is not valid Unicode text")
                 stack.append((child, f"{where}.{key}", depth + 1))
         elif isinstance(item, list):
             stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
         else:
             return FieldError(where, f"a {type(item).__name__} is not a JSON value")
     return None
+
+
+def _is_text(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def task_items(payload: Any) -> list[Any]:
@@ -184,12 +199,6 @@ def _dependencies(
 def _check_values(item: _TaskInput | _ChangesInput, where: str, errors: list[FieldError]) -> None:
     if isinstance(item.name, str) and not item.name.strip():
         errors.append(FieldError(f"{where}.name", "must not be blank"))
-    for key in ("inputs", "params", "schemas"):
-        value = getattr(item, key)
-        if isinstance(value, dict):
-            problem = check_json_value(value, f"{where}.{key}")
-            if problem:
-                errors.append(problem)
 
 
 def parse_tasks(
@@ -207,6 +216,10 @@ def parse_tasks(
         where = f"tasks[{i}]"
         if not isinstance(raw, dict):
             errors.append(FieldError(where, f"expected an object, got {type(raw).__name__}"))
+            continue
+        problem = check_json_value(raw, where)
+        if problem:
+            errors.append(problem)
             continue
         try:
             item = msgspec.convert(raw, _TaskInput, strict=True)
@@ -284,6 +297,10 @@ def parse_changes(raw: Any) -> TaskChanges:
     fixed = [FieldError(k, "not updatable") for k in raw if k in NOT_UPDATABLE]
     if fixed:
         raise InvalidSpec(_summary(fixed), fields=fixed)
+    problem = check_json_value(raw, "")
+    if problem:
+        problem = FieldError(problem.field.lstrip(".") or "params", problem.reason)
+        raise InvalidSpec(_summary([problem]), fields=[problem])
     try:
         item = msgspec.convert(raw, _ChangesInput, strict=True)
     except msgspec.ValidationError as exc:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
 import msgspec
-from msgspec import UNSET, Struct
+from msgspec import UNSET
 
 from domain import events as ev
 from domain.errors import (
@@ -29,52 +28,12 @@ from domain.graph import (
     subtree,
     validate_structure,
 )
+from domain.mutator import STRUCTURAL, mutate, state_from_created
 from domain.specs import Dependency, TaskChanges, TaskSpec, check_json_value
+from domain.state import Task, TreeState, utcnow
 from domain.status import TERMINAL, TaskStatus, TreeStatus, check_transition
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Task(Struct, kw_only=True):
-    """One task of a tree: its definition and its run state."""
-
-    id: str
-    name: str
-    parent_id: str | None
-    user_id: str | None
-    priority: int
-    dependencies: tuple[Dependency, ...]
-    inputs: dict[str, Any]
-    params: dict[str, Any]
-    schemas: dict[str, Any]
-    seq: int
-    created_at: datetime
-    original_task_id: str | None = None
-    status: TaskStatus = TaskStatus.PENDING
-    result: Any = None
-    error: str | None = None
-    progress: float = 0.0
-    attempts: int = 0
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    has_copy: bool = False
-
-
-class TreeState(Struct, kw_only=True):
-    """Everything a TaskTree knows; what a snapshot stores."""
-
-    id: UUID
-    version: int
-    created_on: datetime
-    modified_on: datetime
-    root_id: str
-    tasks: dict[str, Task]
-    next_seq: int
-    run_requested: bool = False
-    source_tree_id: UUID | None = None
-    copies: list[UUID] = []
+__all__ = ["Task", "TaskTree", "TreeState", "project_tree", "utcnow"]
 
 
 class TaskTree:
@@ -164,41 +123,7 @@ class TaskTree:
 
     @classmethod
     def from_created(cls, event: ev.Created) -> TaskTree:
-        at = event.timestamp
-        tasks = {
-            s.id: Task(
-                id=s.id,
-                name=s.name,
-                parent_id=s.parent_id,
-                user_id=s.user_id,
-                priority=s.priority,
-                dependencies=s.dependencies,
-                inputs=s.inputs,
-                params=s.params,
-                schemas=s.schemas,
-                seq=i,
-                created_at=at,
-                original_task_id=s.original_task_id,
-            )
-            for i, s in enumerate(event.tasks)
-        }
-        for carried in event.carried:
-            task = tasks[carried.task_id]
-            task.status = TaskStatus.COMPLETED
-            task.result = carried.result
-            task.progress = 1.0
-            task.completed_at = carried.completed_at or at
-        state = TreeState(
-            id=event.originator_id,
-            version=event.originator_version,
-            created_on=at,
-            modified_on=at,
-            root_id=event.root_id,
-            tasks=tasks,
-            next_seq=len(tasks),
-            source_tree_id=event.source_tree_id,
-        )
-        return cls(state)
+        return cls(state_from_created(event))
 
     # -- commands ------------------------------------------------------------------------
     def add_dependency(self, task_id: str, dependency: Dependency) -> None:
@@ -423,96 +348,11 @@ class TaskTree:
         self.apply(event)
         self._pending.append(event)
 
-    # -- the mutator: folds an event into the state, never validates ---------------------
     def apply(self, event: ev.TreeEvent) -> None:
-        _MUTATORS[type(event)](self, event)
-        self.state.version = event.originator_version
-        self.state.modified_on = event.timestamp
-
-    def _on_dependency_added(self, e: ev.DependencyAdded) -> None:
-        task = self.tasks[e.task_id]
-        task.dependencies = (*task.dependencies, e.dependency)
-        self._dependents = None
-
-    def _on_updated(self, e: ev.TaskUpdated) -> None:
-        task = self.tasks[e.task_id]
-        for name in e.changes.__struct_fields__:
-            value = getattr(e.changes, name)
-            if value is not UNSET:
-                setattr(task, name, value)
-        if e.changes.dependencies is not UNSET:
-            self._dependents = None
-
-    def _on_removed(self, e: ev.TaskRemoved) -> None:
-        for task_id in e.removed_ids:
-            del self.tasks[task_id]
-        self._children = self._dependents = None
-
-    def _on_run_requested(self, e: ev.RunRequested) -> None:
-        self.state.run_requested = True
-
-    def _on_started(self, e: ev.Started) -> None:
-        task = self.tasks[e.task_id]
-        task.status = TaskStatus.IN_PROGRESS
-        task.attempts = e.attempt
-        task.progress = 0.0
-        if task.started_at is None:
-            task.started_at = e.timestamp
-
-    def _on_progressed(self, e: ev.Progressed) -> None:
-        self.tasks[e.task_id].progress = e.progress
-
-    def _on_completed(self, e: ev.Completed) -> None:
-        task = self.tasks[e.task_id]
-        task.status = TaskStatus.COMPLETED
-        task.result = e.result
-        task.error = None
-        task.progress = 1.0
-        task.completed_at = e.timestamp
-
-    def _on_attempt_failed(self, e: ev.AttemptFailed) -> None:
-        self.tasks[e.task_id].error = e.error
-
-    def _end(self, task_id: str, status: TaskStatus, error: str, at: datetime) -> None:
-        task = self.tasks[task_id]
-        task.status = status
-        task.error = error
-        task.completed_at = at
-
-    def _on_failed(self, e: ev.Failed) -> None:
-        self._end(e.task_id, TaskStatus.FAILED, e.error, e.timestamp)
-
-    def _on_skipped(self, e: ev.Skipped) -> None:
-        self._end(e.task_id, TaskStatus.SKIPPED, e.reason, e.timestamp)
-
-    def _on_cancelled(self, e: ev.Cancelled) -> None:
-        self._end(e.task_id, TaskStatus.CANCELLED, e.reason, e.timestamp)
-
-    def _on_copied(self, e: ev.Copied) -> None:
-        for task_id in e.task_ids:
-            self.tasks[task_id].has_copy = True
-        self.state.copies.append(e.new_tree_id)
-
-
-def _on_created(tree: TaskTree, e: ev.Created) -> None:
-    raise AssertionError("Created starts a tree: use TaskTree.from_created")
-
-
-_MUTATORS: dict[type[ev.TreeEvent], Callable[[TaskTree, Any], None]] = {
-    ev.Created: _on_created,
-    ev.DependencyAdded: TaskTree._on_dependency_added,
-    ev.TaskUpdated: TaskTree._on_updated,
-    ev.TaskRemoved: TaskTree._on_removed,
-    ev.RunRequested: TaskTree._on_run_requested,
-    ev.Started: TaskTree._on_started,
-    ev.Progressed: TaskTree._on_progressed,
-    ev.Completed: TaskTree._on_completed,
-    ev.AttemptFailed: TaskTree._on_attempt_failed,
-    ev.Failed: TaskTree._on_failed,
-    ev.Skipped: TaskTree._on_skipped,
-    ev.Cancelled: TaskTree._on_cancelled,
-    ev.Copied: TaskTree._on_copied,
-}
+        """Fold one event into the state (see domain.mutator); drop stale indexes."""
+        mutate(self.state, event)
+        if type(event) in STRUCTURAL:
+            self._children = self._dependents = None
 
 
 def project_tree(tree: TaskTree | None, events: Iterable[ev.TreeEvent]) -> TaskTree | None:
