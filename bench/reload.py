@@ -1,6 +1,7 @@
-"""Reload time of a big tree from the embedded SQLite store: from a snapshot vs. full replay.
+"""Create, record and reload big trees: reload from a snapshot vs. a full replay.
 
-Run: python -m bench.reload [--sizes 1000,10000,100000]. Prints one row per size.
+Run: python -m bench.reload [--sizes 1000,10000,100000] [--database-url postgresql://...]
+Embedded SQLite by default. Prints one row per size, then the peak RSS.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ import argparse
 import resource
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from application.config import Settings
@@ -33,9 +37,11 @@ def best_of(repeat: int, func: object) -> float:
     return min(times)
 
 
-def measure(size: int) -> dict[str, float]:
+def measure(size: int, database_url: str | None, schema: str | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as home:
-        ledger = Ledger(Settings(home=Path(home)))
+        ledger = Ledger(
+            Settings(home=Path(home), database_url=database_url, database_schema=schema)
+        )
         start = time.perf_counter()
         tree = ledger.create_tree(flat_tree(size))
         created = time.perf_counter() - start
@@ -63,16 +69,39 @@ def measure(size: int) -> dict[str, float]:
     }
 
 
+@contextmanager
+def fresh_schema(database_url: str | None) -> Iterator[str | None]:
+    if database_url is None:
+        yield None
+        return
+    import psycopg
+
+    schema = f"fl_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000,10000,100000")
-    sizes = [int(s) for s in parser.parse_args().sizes.split(",")]
+    parser.add_argument(
+        "--database-url", help="PostgreSQL URL; the run uses a fresh schema, dropped after"
+    )
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"store: {'postgresql' if args.database_url else 'sqlite'}")
     print(
         f"{'tasks':>8} {'events':>8} {'create s':>9} {'record us/task':>15} "
         f"{'reload (snapshot) ms':>21} {'full replay ms':>15}"
     )
     for size in sizes:
-        r = measure(size)
+        with fresh_schema(args.database_url) as schema:
+            r = measure(size, args.database_url, schema)
         print(
             f"{size:>8} {r['events']:>8.0f} {r['create_s']:>9.2f} "
             f"{r['record_us_per_task']:>15.0f} {r['reload_snapshot_ms']:>21.1f} "
