@@ -87,3 +87,24 @@ def store_env(settings: Settings) -> dict[str, str]:
     if settings.database_schema:
         env["POSTGRES_SCHEMA"] = settings.database_schema
     return env
+
+
+def ensure_schema(settings: Settings) -> None:
+    """Create the PostgreSQL schema named by FLOWLEDGER_DATABASE_SCHEMA if it is missing."""
+    if not (settings.database_url and settings.database_schema):
+        return
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                    sql.Identifier(settings.database_schema)
+                )
+            )
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"cannot prepare schema {settings.database_schema!r} "
+            f"at FLOWLEDGER_DATABASE_URL: {exc}"
+        ) from exc

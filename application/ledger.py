@@ -12,7 +12,7 @@ from eventsourcing.persistence import RecordConflictError
 
 from application.claims import TaskIdClaimed, TaskIdReleased, claim_id
 from application.codec import EventCodec
-from application.config import Settings, store_env
+from application.config import Settings, ensure_schema, store_env
 from application.snapshots import SNAPSHOT_TOPIC, TreeSnapshot, should_snapshot
 from domain.copying import CopyMode, CopyPlan, plan_copy
 from domain.errors import (
@@ -39,7 +39,9 @@ class Ledger(Application[UUID]):
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
-        super().__init__(env=store_env(self.settings))
+        env = store_env(self.settings)
+        ensure_schema(self.settings)
+        super().__init__(env=env)
 
     def construct_mapper(self) -> EventCodec:
         types: list[tuple[str, type[Any]]] = [(f"tree.{t.__name__}", t) for t in TREE_EVENTS]

@@ -76,14 +76,12 @@ def fresh_schema(database_url: str | None) -> Iterator[str | None]:
         return
     import psycopg
 
-    schema = f"fl_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+    schema = f"fl_bench_{uuid.uuid4().hex[:8]}"  # the Ledger creates it
     try:
         yield schema
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def main() -> None:

@@ -16,18 +16,16 @@ POSTGRES_URL = os.environ.get("FLOWLEDGER_TEST_POSTGRES_URL")
 
 
 def postgres_schema() -> Iterator[str]:
-    """A fresh schema in the test database, dropped afterwards."""
+    """A fresh schema name (the Ledger creates the schema), dropped afterwards."""
     import psycopg
 
     assert POSTGRES_URL is not None
     schema = f"fl_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
         yield schema
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture
