@@ -145,6 +145,7 @@ def plan_as_tasks(plan: CopyPlan) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for spec in plan.specs:
         item: dict[str, object] = msgspec.to_builtins(spec)
+        item["dependencies"] = list(item["dependencies"])  # type: ignore[call-overload]
         carried = done.get(spec.id)
         item["status"] = TaskStatus.COMPLETED.value if carried else TaskStatus.PENDING.value
         item["result"] = carried.result if carried else None

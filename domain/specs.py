@@ -101,22 +101,23 @@ NOT_UPDATABLE = frozenset(
 )
 
 _PATH = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]*)`)?(?: in `(?P<outer>[^`]*)`)?$")
-_UNKNOWN = re.compile(r"unknown field `(?P<name>[^`]*)`")
+_NAMED = re.compile(r"(?P<what>unknown|missing required) field `(?P<name>[^`]*)`")
 
 
 def _field_error(error: msgspec.ValidationError, prefix: str) -> FieldError:
     """Turn msgspec's "reason - at `$.a[0]`" into a FieldError named from `prefix`."""
     text = str(error)
-    unknown = _UNKNOWN.search(text)
-    if unknown:
-        return FieldError(f"{prefix}.{unknown['name']}", "unknown field")
     match = _PATH.match(text)
     assert match is not None
-    path = match["outer"] or match["path"] or "$"
+    where = prefix + (match["outer"] or match["path"] or "$")[1:]
+    named = _NAMED.search(text)
+    if named:
+        reason = "unknown field" if named["what"] == "unknown" else f"{named['name']} is required"
+        return FieldError(f"{where}.{named['name']}", reason)
     reason = match["reason"]
     if match["outer"]:
         reason = f"{reason} (in a key)"
-    return FieldError(prefix + path[1:], reason)
+    return FieldError(where, reason)
 
 
 def check_json_value(value: Any, field: str) -> FieldError | None:
@@ -189,7 +190,8 @@ def _dependencies(
     for k, dep in enumerate(raw):
         normal = Dependency(id=dep) if isinstance(dep, str) else dep
         if normal.id in seen:
-            errors.append(FieldError(f"{where}.dependencies[{k}]", f"repeats {normal.id!r}"))
+            field = f"{where}.dependencies[{k}]" if where else f"dependencies[{k}]"
+            errors.append(FieldError(field, f"repeats {normal.id!r}"))
             continue
         seen.add(normal.id)
         out.append(normal)
@@ -213,6 +215,9 @@ def parse_tasks(
     errors: list[FieldError] = []
     inputs: list[_TaskInput] = []
     for i, raw in enumerate(items):
+        if len(errors) >= MAX_FIELD_ERRORS:
+            del errors[MAX_FIELD_ERRORS:]
+            break
         where = f"tasks[{i}]"
         if not isinstance(raw, dict):
             errors.append(FieldError(where, f"expected an object, got {type(raw).__name__}"))
@@ -228,8 +233,6 @@ def parse_tasks(
             continue
         _check_values(item, where, errors)
         inputs.append(item)
-        if len(errors) >= MAX_FIELD_ERRORS:
-            break
     if errors:
         raise InvalidSpec(_summary(errors), fields=errors)
 
@@ -246,16 +249,19 @@ def parse_tasks(
     else:
         ids = [new_id() for _ in inputs]
         by_name: dict[str, str] = {}
-        repeated: list[str] = []
-        for t, tid in zip(inputs, ids, strict=True):
+        repeated: list[FieldError] = []
+        names_seen_twice: set[str] = set()
+        for i, (t, tid) in enumerate(zip(inputs, ids, strict=True)):
             if t.name in by_name:
-                repeated.append(t.name)
+                repeated.append(FieldError(f"tasks[{i}].name", f"repeats {t.name!r}"))
+                names_seen_twice.add(t.name)
             by_name[t.name] = tid
         if repeated:
-            names = sorted(set(repeated))
+            names = sorted(names_seen_twice)
             raise DuplicateName(
                 f"without ids, task names must be unique; repeated: {', '.join(names)}",
                 ids=names,
+                fields=repeated[:MAX_FIELD_ERRORS],
             )
 
         def resolve(ref: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -218,6 +219,11 @@ class TaskTree:
         task = self.task(task_id)
         if task.status is not TaskStatus.IN_PROGRESS:
             raise NotPending(f"{task_id!r} is {task.status.value}, not running", ids=(task_id,))
+        if not (math.isfinite(retry_in_s) and retry_in_s >= 0):
+            raise InvalidSpec(
+                "retry_in_s: must be a finite number of seconds, 0 or more",
+                fields=[FieldError("retry_in_s", "must be finite and 0 or more")],
+            )
         self._trigger(
             ev.AttemptFailed,
             task_id=task_id,
@@ -278,6 +284,8 @@ class TaskTree:
     def status(self) -> TreeStatus:
         """Derived: completed when all completed; cancelled if any was cancelled; failed when
         anything else ended it; pending until asked to run; in progress in between."""
+        if self.is_empty:  # its root was removed: abandoned, never completed
+            return TreeStatus.CANCELLED
         counts = Counter(t.status for t in self.tasks.values())
         if all(s in TERMINAL for s in counts):
             if counts[TaskStatus.COMPLETED] == len(self.tasks):
