@@ -9,6 +9,7 @@ straight into its type.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -23,11 +24,18 @@ class StaleSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     originator_version: int
 
 
+def _encode_other(obj: Any) -> Any:
+    # datetime subclasses (freezegun's FakeDatetime, pendulum...) are not encoded natively.
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    raise NotImplementedError(f"cannot store a {type(obj).__name__}")
+
+
 class JSONTranscoder(Transcoder):
     """msgspec JSON for anything the library itself asks to transcode."""
 
     def __init__(self) -> None:
-        self._encoder = msgspec.json.Encoder()
+        self._encoder = msgspec.json.Encoder(enc_hook=_encode_other)
 
     def encode(self, obj: Any) -> bytes:
         return self._encoder.encode(obj)
@@ -41,7 +49,7 @@ class EventCodec(Mapper[UUID]):
 
     def __init__(self, types: Iterable[tuple[str, type[Any]]], stale_prefixes: Iterable[str] = ()):
         super().__init__(transcoder=JSONTranscoder())
-        self._encoder = msgspec.json.Encoder()
+        self._encoder = msgspec.json.Encoder(enc_hook=_encode_other)
         self._topic: dict[type[Any], str] = {}
         self._current: dict[str, tuple[type[Any], msgspec.json.Decoder[Any]]] = {}
         self._older: dict[str, tuple[type[Any], int]] = {}

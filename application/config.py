@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 
 class ConfigError(ValueError):
@@ -47,7 +48,7 @@ class Settings:
         if self.database_url:
             parts = urlsplit(self.database_url)
             host = parts.hostname or "localhost"
-            return f"{host}:{parts.port or 5432}/{parts.path.lstrip('/')}"
+            return f"{host}:{_port(parts)}/{parts.path.lstrip('/')}"
         return str(self.sqlite_path)
 
 
@@ -79,7 +80,7 @@ def store_env(settings: Settings) -> dict[str, str]:
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": unquote(dbname),
         "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_PORT": str(_port(parts)),
         "POSTGRES_USER": unquote(parts.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_CONNECT_TIMEOUT": "10",
@@ -89,22 +90,51 @@ def store_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def ensure_schema(settings: Settings) -> None:
-    """Create the PostgreSQL schema named by FLOWLEDGER_DATABASE_SCHEMA if it is missing."""
-    if not (settings.database_url and settings.database_schema):
-        return
-    import psycopg
-    from psycopg import sql
-
+def _port(parts: SplitResult) -> int:
     try:
-        with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                    sql.Identifier(settings.database_schema)
-                )
-            )
-    except psycopg.Error as exc:
+        return parts.port or 5432
+    except ValueError:
         raise ConfigError(
-            f"cannot prepare schema {settings.database_schema!r} "
-            f"at FLOWLEDGER_DATABASE_URL: {exc}"
-        ) from exc
+            f"FLOWLEDGER_DATABASE_URL has an invalid port: {parts.netloc.rpartition(':')[2]!r}"
+        ) from None
+
+
+@contextmanager
+def store_setup(settings: Settings) -> Iterator[None]:
+    """Prepare the store and hold it while it is opened.
+
+    On PostgreSQL: check that the database answers (a clear ConfigError if not), create the
+    schema if missing, and hold an advisory lock so processes starting together do not race
+    on the event store's table and function creation (PostgreSQL refuses concurrent
+    CREATE OR REPLACE FUNCTION with "tuple concurrently updated").
+    """
+    if not settings.database_url:
+        yield
+        return
+    try:
+        import psycopg
+        from psycopg import sql
+    except ImportError:
+        raise ConfigError(
+            "FLOWLEDGER_DATABASE_URL is set but the PostgreSQL driver is missing: "
+            "pip install 'flowledger[postgres]'"
+        ) from None
+    try:
+        conn = psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise ConfigError(f"cannot connect to FLOWLEDGER_DATABASE_URL: {exc}".strip()) from exc
+    with conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
+        try:
+            if settings.database_schema:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        sql.Identifier(settings.database_schema)
+                    )
+                )
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+
+
+SETUP_LOCK = 0x666C6F77  # "flow": one key for every flowledger store on the server

@@ -12,7 +12,7 @@ from eventsourcing.persistence import RecordConflictError
 
 from application.claims import TaskIdClaimed, TaskIdReleased, claim_id
 from application.codec import EventCodec
-from application.config import Settings, ensure_schema, store_env
+from application.config import Settings, store_env, store_setup
 from application.snapshots import SNAPSHOT_TOPIC, TreeSnapshot, should_snapshot
 from domain.copying import CopyMode, CopyPlan, plan_copy
 from domain.errors import (
@@ -40,8 +40,13 @@ class Ledger(Application[UUID]):
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         env = store_env(self.settings)
-        ensure_schema(self.settings)
-        super().__init__(env=env)
+        with store_setup(self.settings):
+            super().__init__(env=env)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = Ledger.name  # the store's table names: a subclass shares the store
 
     def construct_mapper(self) -> EventCodec:
         types: list[tuple[str, type[Any]]] = [(f"tree.{t.__name__}", t) for t in TREE_EVENTS]
@@ -154,13 +159,19 @@ class Ledger(Application[UUID]):
             free_at[task_id] = 1 if last is None else last.originator_version + 1
         return taken, free_at
 
-    def _change(self, task_id: str, command: Callable[[TaskTree], R]) -> tuple[TaskTree, R]:
-        """Load the tree of `task_id`, run `command`, save; on a write race, do it again."""
+    def _change(
+        self,
+        task_id: str,
+        command: Callable[[TaskTree], R],
+        extra: Callable[[TaskTree, R], Sequence[Any]] | None = None,
+    ) -> tuple[TaskTree, R]:
+        """Load the tree of `task_id`, run `command`, save (with the `extra` events it
+        implies, in the same transaction); on a write race, do it all again."""
         for _ in range(MAX_RETRIES):
             tree = self.tree_of(task_id)
             result = command(tree)
             try:
-                self.save_trees(tree)
+                self.save_trees(tree, extra=extra(tree, result) if extra else ())
             except RecordConflictError:
                 continue
             return tree, result
@@ -186,8 +197,10 @@ class Ledger(Application[UUID]):
         return self._change(task_id, lambda t: t.update_task(task_id, changes))[0]
 
     def remove_task(self, task_id: str) -> tuple[str, ...]:
-        """Remove a pending task and its subtree; their ids become free again."""
-        tree, removed = self._change(task_id, lambda t: t.remove_task(task_id))
+        """Remove a pending task and its subtree, and free their ids, in one transaction."""
+        return self._change(task_id, lambda t: t.remove_task(task_id), self._releases)[1]
+
+    def _releases(self, tree: TaskTree, removed: tuple[str, ...]) -> list[TaskIdReleased]:
         at = utcnow()
         releases = []
         for removed_id in removed:
@@ -201,8 +214,7 @@ class Ledger(Application[UUID]):
                     tree_id=tree.id,
                 )
             )
-        self.save(*releases)
-        return removed
+        return releases
 
     def request_run(self, task_id: str) -> TaskTree:
         return self._change(task_id, lambda t: t.request_run())[0]
