@@ -16,7 +16,13 @@ from domain.status import TaskStatus, TreeStatus
 from domain.tree import TaskTree
 from tests.unit.oracles import (
     ENDED_BADLY,
+    IP,
     TERMINAL_STATUSES,
+    C,
+    F,
+    P,
+    S,
+    X,
     descendants,
     expected_ready,
     expected_tree_status,
@@ -24,15 +30,6 @@ from tests.unit.oracles import (
     satisfied,
 )
 from tests.unit.strategies import FAST, Driven, driven_trees, ids_by_seq
-
-P, IP, C, F, X, S = (
-    TaskStatus.PENDING,
-    TaskStatus.IN_PROGRESS,
-    TaskStatus.COMPLETED,
-    TaskStatus.FAILED,
-    TaskStatus.CANCELLED,
-    TaskStatus.SKIPPED,
-)
 
 
 def creation_order(driven: Driven) -> list[str]:
