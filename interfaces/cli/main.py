@@ -56,10 +56,13 @@ def read_json(source: str) -> Any:
         text = sys.stdin.buffer.read() if source == "-" else open(source, "rb").read()  # noqa: SIM115
     except OSError as exc:
         fail(f"cannot read {source}: {exc.strerror}")
+    where = "stdin" if source == "-" else source
     try:
         return msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
-        fail(f"{'stdin' if source == '-' else source} is not valid JSON: {exc}")
+        fail(f"{where} is not valid JSON: {exc}")
+    except RecursionError:
+        fail(f"{where} nests JSON too deeply to read")
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:

@@ -59,6 +59,16 @@ def test_bad_input_exits_2_with_the_field_on_stderr(run) -> None:  # type: ignor
     assert malformed.exit_code == 2
     assert "not valid JSON" in malformed.output
 
+    deep = run("tasks", "create", "-", stdin="[" * 100_000 + "]" * 100_000)
+    assert deep.exit_code == 2
+    assert "too deeply" in deep.output
+
+    deep_inputs = run(
+        "tasks", "create", "-", stdin='[{"name": "r", "inputs": ' + "[" * 500 + "]" * 500 + "}]"
+    )
+    assert deep_inputs.exit_code == 2
+    assert "tasks[0].inputs" in deep_inputs.output
+
     cycle = run(
         "tasks",
         "create",
