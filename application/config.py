@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import SplitResult, unquote, urlsplit
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 
 
 class ConfigError(ValueError):
@@ -26,12 +29,18 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("FLOWLEDGER_HOME") or Path.home() / ".flowledger").expanduser()
         every = env.get("FLOWLEDGER_SNAPSHOT_EVERY", "100")
-        if not every.isdigit() or int(every) < 1:
+        if not (every.isascii() and every.isdigit()) or not 1 <= int(every) < 2**31:
             raise ConfigError(f"FLOWLEDGER_SNAPSHOT_EVERY must be a positive integer: {every!r}")
+        schema = env.get("FLOWLEDGER_DATABASE_SCHEMA") or None
+        if schema is not None and not IDENTIFIER.fullmatch(schema):
+            raise ConfigError(
+                "FLOWLEDGER_DATABASE_SCHEMA must be a plain identifier "
+                f"(letters, digits, _; at most 40 characters): {schema!r}"
+            )
         return cls(
             home=home,
             database_url=env.get("FLOWLEDGER_DATABASE_URL") or None,
-            database_schema=env.get("FLOWLEDGER_DATABASE_SCHEMA") or None,
+            database_schema=schema,
             snapshot_every=int(every),
         )
 

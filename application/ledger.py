@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import random
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import RecordConflictError
+from eventsourcing.persistence import PersistenceError, RecordConflictError
 
 from application.claims import TaskIdClaimed, TaskIdReleased, claim_id
 from application.codec import EventCodec
-from application.config import Settings, store_env, store_setup
+from application.config import ConfigError, Settings, store_env, store_setup
 from application.snapshots import SNAPSHOT_TOPIC, TreeSnapshot, should_snapshot
 from domain.copying import CopyMode, CopyPlan, plan_copy
 from domain.errors import (
@@ -25,11 +29,27 @@ from domain.errors import (
     TreeRejected,
 )
 from domain.events import TREE_EVENTS, TreeEvent
-from domain.specs import Dependency, TaskChanges, parse_tasks, task_items
+from domain.specs import Dependency, TaskChanges, is_text, read_tasks
 from domain.tree import TaskTree, project_tree, utcnow
 
 R = TypeVar("R")
 MAX_RETRIES = 8
+
+
+def backoff(attempt: int) -> None:
+    """Jittered exponential pause before retrying a lost write race (at most ~0.3 s)."""
+    time.sleep(random.uniform(0, min(0.3, 0.002 * 2**attempt)))
+
+
+def _as_id(value: object) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def check_count(field: str, value: object, *, minimum: int) -> None:
+    """An integer argument within [minimum, 2**63): else InvalidSpec naming `field`."""
+    if type(value) is not int or not minimum <= value < 2**63:
+        reason = f"must be an integer from {minimum} to 2**63-1"
+        raise InvalidSpec(f"{field}: {reason}", fields=[FieldError(field, reason)])
 
 
 class Ledger(Application[UUID]):
@@ -41,7 +61,12 @@ class Ledger(Application[UUID]):
         self.settings = settings or Settings.from_env()
         env = store_env(self.settings)
         with store_setup(self.settings):
-            super().__init__(env=env)
+            try:
+                super().__init__(env=env)
+            except (PersistenceError, sqlite3.Error, OSError) as exc:
+                raise ConfigError(
+                    f"cannot open the event store at {self.settings.store_location}: {exc}"
+                ) from exc
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -78,6 +103,8 @@ class Ledger(Application[UUID]):
 
     def tree_id_of(self, task_id: str, *, removed_too: bool = False) -> UUID:
         """The tree a task id belongs (or, with removed_too, belonged) to."""
+        if not isinstance(task_id, str) or not is_text(task_id):
+            raise TaskNotFound(f"task {task_id!r} not found", ids=(repr(task_id),))
         for claim in self.events.get(claim_id(task_id), desc=True, limit=1):
             if isinstance(claim, TaskIdClaimed) or removed_too:
                 return claim.tree_id  # type: ignore[attr-defined, no-any-return]
@@ -106,7 +133,9 @@ class Ledger(Application[UUID]):
 
     def take_tree_snapshot(self, tree: TaskTree) -> None:
         assert self.snapshots is not None
-        self.snapshots.put([TreeSnapshot.of(tree)])
+        # Another process may have snapshotted this very version: either copy is the same.
+        with contextlib.suppress(RecordConflictError):
+            self.snapshots.put([TreeSnapshot.of(tree)])
 
     def _save_new(self, tree: TaskTree, *, also: Sequence[TaskTree] = ()) -> None:
         """Save a new tree with a claim per task id; refuse ids another tree holds."""
@@ -131,6 +160,8 @@ class Ledger(Application[UUID]):
             try:
                 self.save(*events, *(e for _, _, new in also_events for e in new), *claims)
             except RecordConflictError:
+                if any(self._stored_version(t.id) != v for t, v, _ in also_events):
+                    raise  # a tree in `also` changed meanwhile: the caller re-plans
                 taken, free_at = self._claim_versions(versions)
                 if taken:
                     raise DuplicateId(
@@ -148,6 +179,10 @@ class Ledger(Application[UUID]):
         self._snapshot_if_due(tree, 0)
         for other, saved_from, _ in also_events:
             self._snapshot_if_due(other, saved_from)
+
+    def _stored_version(self, tree_id: UUID) -> int:
+        last = self.recorder.select_events(tree_id, desc=True, limit=1)
+        return last[0].originator_version if last else 0
 
     def _claim_versions(self, versions: dict[str, int]) -> tuple[list[str], dict[str, int]]:
         taken: list[str] = []
@@ -167,12 +202,13 @@ class Ledger(Application[UUID]):
     ) -> tuple[TaskTree, R]:
         """Load the tree of `task_id`, run `command`, save (with the `extra` events it
         implies, in the same transaction); on a write race, do it all again."""
-        for _ in range(MAX_RETRIES):
+        for attempt in range(MAX_RETRIES):
             tree = self.tree_of(task_id)
             result = command(tree)
             try:
                 self.save_trees(tree, extra=extra(tree, result) if extra else ())
             except RecordConflictError:
+                backoff(attempt)
                 continue
             return tree, result
         raise Conflict(f"the tree of {task_id!r} kept changing; try again", ids=(task_id,))
@@ -180,13 +216,13 @@ class Ledger(Application[UUID]):
     # -- commands ------------------------------------------------------------------------
     def create_tree(self, payload: Any) -> TaskTree:
         """Validate and store a new tree; nothing is stored if any rule is broken."""
-        specs = parse_tasks(payload)
+        submitted = read_tasks(payload)
         try:
-            tree = TaskTree.create(specs)
+            tree = TaskTree.create(submitted.specs)
         except TreeRejected as exc:
-            if any(isinstance(t, dict) and "id" in t for t in task_items(payload)):
+            if submitted.names is None:
                 raise
-            raise exc.relabelled({s.id: s.name for s in specs}) from None
+            raise exc.relabelled(submitted.names) from None
         self._save_new(tree)
         return tree
 
@@ -222,7 +258,7 @@ class Ledger(Application[UUID]):
     def cancel(self, task_ids: Iterable[str], reason: str = "cancelled") -> list[dict[str, Any]]:
         """Cancel each task (and its subtree); report per id, in the order given."""
         outcomes: list[dict[str, Any]] = []
-        for task_id in dict.fromkeys(task_ids):
+        for task_id in dict.fromkeys(map(_as_id, task_ids)):
 
             def cancel(tree: TaskTree, task_id: str = task_id) -> list[str]:
                 return tree.cancel(task_id, reason)
@@ -269,7 +305,7 @@ class Ledger(Application[UUID]):
             source = self.tree_of(task_id)
             plan = plan_copy(source, task_id, mode, wanted, children)
             copy = TaskTree.create(plan.specs, carried=plan.carried, source_tree_id=source.id)
-            source.record_copy(plan.source_ids, copy.id, plan.root_id)
+            source.record_copy(plan.rerun_ids, copy.id, plan.root_id, plan.carried_ids)
             try:
                 self._save_new(copy, also=[source])
             except RecordConflictError:
@@ -282,13 +318,9 @@ class Ledger(Application[UUID]):
         self, task_id: str, after_version: int = 0, limit: int | None = None
     ) -> list[TreeEvent]:
         """The events of the tree holding `task_id`, oldest first, after `after_version`."""
-        bad = []
-        if after_version < 0:
-            bad.append(FieldError("after_version", "must be 0 or more"))
-        if limit is not None and limit < 1:
-            bad.append(FieldError("limit", "must be 1 or more"))
-        if bad:
-            raise InvalidSpec(f"{bad[0].field}: {bad[0].reason}", fields=bad)
+        check_count("after_version", after_version, minimum=0)
+        if limit is not None:
+            check_count("limit", limit, minimum=1)
         tree_id = self.tree_id_of(task_id, removed_too=True)
         return list(self.events.get(tree_id, gt=after_version, limit=limit))  # type: ignore[arg-type]
 
@@ -299,10 +331,8 @@ class Ledger(Application[UUID]):
         tree_id = self.tree_id_of(task_id, removed_too=True)
         if at is not None:
             version = self.version_at(tree_id, at if at.tzinfo else at.replace(tzinfo=UTC))
-        elif version is not None and version < 1:
-            raise InvalidSpec(
-                "version: must be 1 or more", fields=[FieldError("version", "must be 1 or more")]
-            )
+        elif version is not None:
+            check_count("version", version, minimum=1)
         return self.load(tree_id, version)
 
     def version_at(self, tree_id: UUID, at: datetime) -> int:
@@ -313,8 +343,10 @@ class Ledger(Application[UUID]):
                 break
             found = event.originator_version
         if not found:
-            raise TaskNotFound(
-                f"tree {tree_id} did not exist yet at {at.isoformat()}", ids=(str(tree_id),)
+            raise InvalidSpec(
+                f"at: the tree did not exist yet at {at.isoformat()}",
+                ids=(str(tree_id),),
+                fields=[FieldError("at", "before the tree was created")],
             )
         return found
 

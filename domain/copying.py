@@ -33,11 +33,53 @@ class CopyPlan(Struct, frozen=True):
 
     specs: tuple[TaskSpec, ...]
     carried: tuple[CarriedResult, ...]
-    source_ids: tuple[str, ...]
+    source_ids: tuple[str, ...]  # the source task of each spec, in the same order
 
     @property
     def root_id(self) -> str:
         return next(s.id for s in self.specs if s.parent_id is None)
+
+    @property
+    def carried_ids(self) -> tuple[str, ...]:
+        """Source tasks carried over completed (not re-run)."""
+        done = {c.task_id for c in self.carried}
+        return tuple(
+            src for src, s in zip(self.source_ids, self.specs, strict=True) if s.id in done
+        )
+
+    @property
+    def rerun_ids(self) -> tuple[str, ...]:
+        """Source tasks the copy runs again."""
+        carried = set(self.carried_ids)
+        return tuple(i for i in self.source_ids if i not in carried)
+
+
+def copy_mode(value: object) -> CopyMode:
+    """A CopyMode from a mode or its name; InvalidSpec naming copy_mode otherwise."""
+    try:
+        return CopyMode(value if isinstance(value, str) else "")
+    except ValueError:
+        allowed = ", ".join(m.value for m in CopyMode)
+        raise InvalidSpec(
+            f"copy_mode must be one of {allowed}",
+            fields=[FieldError("copy_mode", f"must be one of {allowed}, not {value!r}")],
+        ) from None
+
+
+def _custom_ids(value: Iterable[object]) -> list[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidSpec(
+            "custom_task_ids must be a list of task ids",
+            fields=[FieldError("custom_task_ids", "must be a list of task ids")],
+        )
+    ids = list(value)
+    bad = [k for k, i in enumerate(ids) if not isinstance(i, str)]
+    if bad:
+        raise InvalidSpec(
+            "custom_task_ids holds something that is not a task id",
+            fields=[FieldError(f"custom_task_ids[{k}]", "must be a string") for k in bad[:20]],
+        )
+    return list(dict.fromkeys(ids))  # type: ignore[arg-type]
 
 
 def rerun_set(
@@ -49,10 +91,11 @@ def rerun_set(
 ) -> set[str]:
     """The tasks the copy must run again, before closing over what they need."""
     tree.task(task_id)
+    mode = copy_mode(mode)
     if mode is CopyMode.FULL:
         return set(tree.tasks)
     if mode is CopyMode.CUSTOM:
-        wanted = list(dict.fromkeys(custom_task_ids))
+        wanted = _custom_ids(custom_task_ids)
         if not wanted:
             raise InvalidSpec(
                 "custom copy needs the ids to copy",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -38,20 +41,20 @@ class DomainError(Exception):
         self.fields: tuple[FieldError, ...] = tuple(fields)
 
     def relabelled(self, labels: Mapping[str, str]) -> DomainError:
-        """The same error with ids replaced by labels (names, when the caller gave no ids)."""
+        """The same error with generated (UUID) ids shown as the names the caller used."""
 
         def label(text: str) -> str:
-            for task_id, name in labels.items():
-                text = text.replace(task_id, name)
-            return text
+            return _UUID.sub(lambda m: labels.get(m[0], m[0]), text)
 
-        clone = type(self)(
+        path = self.path
+        if path is not None:
+            path = " -> ".join(labels.get(p, p) for p in path.split(" -> "))
+        return type(self)(
             label(self.message),
             ids=[labels.get(i, i) for i in self.ids],
-            path=None if self.path is None else label(self.path),
+            path=path,
             fields=self.fields,
         )
-        return clone
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"code": self.code, "message": self.message, "ids": list(self.ids)}

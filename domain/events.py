@@ -10,9 +10,10 @@ from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
+import msgspec
 from msgspec import Struct
 
-from domain.specs import Dependency, TaskChanges, TaskSpec
+from domain.specs import Dependency, TaskChanges, TaskSpec, is_text
 
 
 class TreeEvent(Struct, frozen=True, kw_only=True):
@@ -100,11 +101,13 @@ class Cancelled(TaskEvent, frozen=True, kw_only=True):
 
 
 class Copied(TreeEvent, frozen=True, kw_only=True):
-    """Tasks of this tree were copied into a new tree to be re-run there."""
+    """Tasks of this tree (`task_ids`) were copied into a new tree to be re-run there;
+    `carried_ids` went along completed, with their results, and will not run again."""
 
     task_ids: tuple[str, ...]
     new_tree_id: UUID
     new_root_id: str
+    carried_ids: tuple[str, ...] = ()
 
 
 TREE_EVENTS: tuple[type[TreeEvent], ...] = (
@@ -122,3 +125,33 @@ TREE_EVENTS: tuple[type[TreeEvent], ...] = (
     Cancelled,
     Copied,
 )
+
+
+_ENVELOPE = frozenset(TreeEvent.__struct_fields__)
+_PAYLOADS: dict[type[TreeEvent], type[Struct]] = {}
+
+
+def check_payload(event_type: type[TreeEvent], fields: dict[str, Any]) -> str | None:
+    """Why `fields` cannot make an `event_type` (a type error, or text that is not
+    Unicode), or None. Structs do not check types when built; this keeps bad values out
+    of the log, where they would make the tree unreadable."""
+    payload = _PAYLOADS.get(event_type)
+    if payload is None:
+        payload = msgspec.defstruct(
+            f"{event_type.__name__}Payload",
+            [
+                (f.name, f.type) if f.required else (f.name, f.type, f.default)
+                for f in msgspec.structs.fields(event_type)
+                if f.name not in _ENVELOPE
+            ],
+            kw_only=True,
+        )
+        _PAYLOADS[event_type] = payload
+    try:
+        msgspec.convert(fields, payload, strict=True)
+    except msgspec.ValidationError as exc:
+        return str(exc)
+    for name, value in fields.items():
+        if isinstance(value, str) and not is_text(value):
+            return f"{name} is not valid Unicode text"
+    return None

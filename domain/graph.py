@@ -87,7 +87,8 @@ def check_acyclic(nodes: Iterable[Node]) -> None:
     cycle = find_cycle(edges)
     if cycle is not None:
         path = " -> ".join(cycle)
-        raise DependencyCycle(f"dependency cycle: {path}", ids=cycle[:-1], path=path)
+        shown = path if len(cycle) <= 21 else " -> ".join([*cycle[:10], "...", *cycle[-10:]])
+        raise DependencyCycle(f"dependency cycle: {shown}", ids=cycle[:-1], path=path)
 
 
 def check_references(nodes: Sequence[Node], known: set[str]) -> None:

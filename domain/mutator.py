@@ -50,7 +50,6 @@ def state_from_created(event: ev.Created) -> TreeState:
         modified_on=at,
         root_id=event.root_id,
         tasks=tasks,
-        next_seq=len(tasks),
         source_tree_id=event.source_tree_id,
     )
 

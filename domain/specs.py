@@ -6,7 +6,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -80,6 +80,8 @@ class _ChangesInput(Struct, kw_only=True, forbid_unknown_fields=True):
     dependencies: list[Dependency | TaskId] | UnsetType | None = UNSET
 
 
+_CHANGE_FIELDS = frozenset(_ChangesInput.__struct_fields__)
+
 NOT_UPDATABLE = frozenset(
     {
         "id",
@@ -100,15 +102,18 @@ NOT_UPDATABLE = frozenset(
     }
 )
 
-_PATH = re.compile(r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]*)`)?(?: in `(?P<outer>[^`]*)`)?$")
+_PATH = re.compile(
+    r"^(?P<reason>.*?)(?: - at `(?P<path>[^`]*)`)?(?: in `(?P<outer>[^`]*)`)?$", re.S
+)
 _NAMED = re.compile(r"(?P<what>unknown|missing required) field `(?P<name>[^`]*)`")
 
 
 def _field_error(error: msgspec.ValidationError, prefix: str) -> FieldError:
     """Turn msgspec's "reason - at `$.a[0]`" into a FieldError named from `prefix`."""
     text = str(error)
-    match = _PATH.match(text)
-    assert match is not None
+    match = _PATH.fullmatch(text)
+    if match is None:  # pragma: no cover - msgspec always matches; stay safe if it changes
+        return FieldError(prefix, text)
     where = prefix + (match["outer"] or match["path"] or "$")[1:]
     named = _NAMED.search(text)
     if named:
@@ -130,7 +135,7 @@ def check_json_value(value: Any, field: str) -> FieldError | None:
         if item is None or isinstance(item, bool):
             continue
         if isinstance(item, str):
-            if not _is_text(item):
+            if not is_text(item):
                 return FieldError(where, "not valid Unicode text (a lone surrogate)")
         elif isinstance(item, int):
             if not -INT_LIMIT <= item < INT_LIMIT:
@@ -142,7 +147,7 @@ def check_json_value(value: Any, field: str) -> FieldError | None:
             for key, child in item.items():
                 if not isinstance(key, str):
                     return FieldError(where, f"object key {key!r} is not a string")
-                if not _is_text(key):
+                if not is_text(key):
                     return FieldError(where, "an object key is not valid Unicode text")
                 stack.append((child, f"{where}.{key}", depth + 1))
         elif isinstance(item, list):
@@ -152,7 +157,7 @@ def check_json_value(value: Any, field: str) -> FieldError | None:
     return None
 
 
-def _is_text(text: str) -> bool:
+def is_text(text: str) -> bool:
     if text.isascii():
         return True
     try:
@@ -182,6 +187,26 @@ def task_items(payload: Any) -> list[Any]:
     return payload
 
 
+_TASK_FIELDS = frozenset(_TaskInput.__struct_fields__)
+_DEPENDENCY_FIELDS = frozenset(Dependency.__struct_fields__)
+
+
+def _unknown_field(raw: dict[str, Any], allowed: frozenset[str], where: str) -> FieldError | None:
+    """The first key of `raw` (or of its dependency objects) that is not a known field."""
+    for key in raw:
+        if key not in allowed:
+            return FieldError(f"{where}.{key}" if where else key, "unknown field")
+    deps = raw.get("dependencies")
+    if isinstance(deps, list):
+        for k, dep in enumerate(deps):
+            if isinstance(dep, dict):
+                for key in dep:
+                    if key not in _DEPENDENCY_FIELDS:
+                        at = f"{where}.dependencies[{k}]" if where else f"dependencies[{k}]"
+                        return FieldError(f"{at}.{key}", "unknown field")
+    return None
+
+
 def _dependencies(
     raw: Iterable[Dependency | str], where: str, errors: list[FieldError]
 ) -> tuple[Dependency, ...]:
@@ -203,10 +228,23 @@ def _check_values(item: _TaskInput | _ChangesInput, where: str, errors: list[Fie
         errors.append(FieldError(f"{where}.name", "must not be blank"))
 
 
+class SubmittedTasks(NamedTuple):
+    specs: list[TaskSpec]
+    names: dict[str, str] | None  # generated id -> name, when the caller gave no ids
+
+
 def parse_tasks(
     payload: Any, new_id: Callable[[], str] = lambda: str(uuid.uuid4())
 ) -> list[TaskSpec]:
-    """Validate a submitted task array and return specs with every reference an id.
+    """Validate a submitted task array and return specs with every reference an id."""
+    return read_tasks(payload, new_id).specs
+
+
+def read_tasks(
+    payload: Any, new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+) -> SubmittedTasks:
+    """Validate a submitted task array: specs with every reference an id, and the names
+    behind generated ids.
 
     Either every task gives an id or none does; without ids, ids are generated and
     parent_id and dependencies name tasks by their (then unique) names.
@@ -222,7 +260,7 @@ def parse_tasks(
         if not isinstance(raw, dict):
             errors.append(FieldError(where, f"expected an object, got {type(raw).__name__}"))
             continue
-        problem = check_json_value(raw, where)
+        problem = check_json_value(raw, where) or _unknown_field(raw, _TASK_FIELDS, where)
         if problem:
             errors.append(problem)
             continue
@@ -243,6 +281,7 @@ def parse_tasks(
             "give every task an id or none (then tasks refer to each other by name)",
             fields=[FieldError(f, "missing while other tasks have ids") for f in missing[:20]],
         )
+    names: dict[str, str] | None = None
     if all(with_id):
         ids = [str(t.id) for t in inputs]
         resolve: Callable[[str], str] = str
@@ -250,17 +289,16 @@ def parse_tasks(
         ids = [new_id() for _ in inputs]
         by_name: dict[str, str] = {}
         repeated: list[FieldError] = []
-        names_seen_twice: set[str] = set()
+        twice: set[str] = set()
         for i, (t, tid) in enumerate(zip(inputs, ids, strict=True)):
             if t.name in by_name:
                 repeated.append(FieldError(f"tasks[{i}].name", f"repeats {t.name!r}"))
-                names_seen_twice.add(t.name)
+                twice.add(t.name)
             by_name[t.name] = tid
         if repeated:
-            names = sorted(names_seen_twice)
             raise DuplicateName(
-                f"without ids, task names must be unique; repeated: {', '.join(names)}",
-                ids=names,
+                f"without ids, task names must be unique; repeated: {', '.join(sorted(twice))}",
+                ids=sorted(twice),
                 fields=repeated[:MAX_FIELD_ERRORS],
             )
 
@@ -290,7 +328,9 @@ def parse_tasks(
         )
     if errors:
         raise InvalidSpec(_summary(errors), fields=errors)
-    return specs
+    if not all(with_id):
+        names = {s.id: s.name for s in specs}
+    return SubmittedTasks(specs, names)
 
 
 def parse_changes(raw: Any) -> TaskChanges:
@@ -306,6 +346,8 @@ def parse_changes(raw: Any) -> TaskChanges:
     problem = check_json_value(raw, "")
     if problem:
         problem = FieldError(problem.field.lstrip(".") or "params", problem.reason)
+    problem = problem or _unknown_field(raw, _CHANGE_FIELDS, "")
+    if problem:
         raise InvalidSpec(_summary([problem]), fields=[problem])
     try:
         item = msgspec.convert(raw, _ChangesInput, strict=True)

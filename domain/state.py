@@ -50,7 +50,6 @@ class TreeState(Struct, kw_only=True):
     modified_on: datetime
     root_id: str
     tasks: dict[str, Task]
-    next_seq: int
     run_requested: bool = False
     source_tree_id: UUID | None = None
     copies: list[UUID] = []

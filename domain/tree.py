@@ -144,13 +144,18 @@ class TaskTree:
 
     def update_task(self, task_id: str, changes: TaskChanges) -> None:
         task = self._pending_task(task_id)
-        if changes == TaskChanges():
+        changed = {
+            name: value
+            for name in changes.__struct_fields__
+            if (value := getattr(changes, name)) is not UNSET and value != getattr(task, name)
+        }
+        if not changed:
             return
+        changes = TaskChanges(**changed)
         if changes.dependencies is not UNSET:
             self._check_dependencies(task_id, changes.dependencies)
         self._trigger(ev.TaskUpdated, task_id=task_id, changes=changes)
-        if task.status is TaskStatus.PENDING:
-            self._skip_if_blocked(task_id)
+        self._skip_if_blocked(task_id)
 
     def remove_task(self, task_id: str) -> tuple[str, ...]:
         """Remove a pending task and its (pending) subtree that nothing else depends on."""
@@ -252,11 +257,22 @@ class TaskTree:
         self._skip_dependents(cancelled)
         return cancelled
 
-    def record_copy(self, task_ids: Sequence[str], new_tree_id: UUID, new_root_id: str) -> None:
-        for task_id in task_ids:
+    def record_copy(
+        self,
+        task_ids: Sequence[str],
+        new_tree_id: UUID,
+        new_root_id: str,
+        carried_ids: Sequence[str] = (),
+    ) -> None:
+        """Record that `task_ids` are re-run in a new tree (with `carried_ids` carried)."""
+        for task_id in (*task_ids, *carried_ids):
             self.task(task_id)
         self._trigger(
-            ev.Copied, task_ids=tuple(task_ids), new_tree_id=new_tree_id, new_root_id=new_root_id
+            ev.Copied,
+            task_ids=tuple(task_ids),
+            new_tree_id=new_tree_id,
+            new_root_id=new_root_id,
+            carried_ids=tuple(carried_ids),
         )
 
     # -- readiness and status (pure reads of the state) ---------------------------------
@@ -347,6 +363,12 @@ class TaskTree:
                     queue.append(dependent_id)
 
     def _trigger(self, event_type: type[ev.TreeEvent], **fields: Any) -> None:
+        problem = ev.check_payload(event_type, fields)
+        if problem:
+            raise InvalidSpec(
+                f"{event_type.__name__}: {problem}",
+                fields=[FieldError(event_type.__name__, problem)],
+            )
         event = event_type(
             originator_id=self.id,
             originator_version=self.version + 1,

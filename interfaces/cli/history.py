@@ -13,7 +13,7 @@ from interfaces.cli.render import print_history, print_tree
 
 def parse_at(value: str) -> tuple[int | None, datetime | None]:
     """A version number, or an ISO 8601 instant (naive means UTC)."""
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value), None
     try:
         at = datetime.fromisoformat(value)
@@ -24,7 +24,12 @@ def parse_at(value: str) -> tuple[int | None, datetime | None]:
 
 @cli.command("history")
 @click.argument("task_id")
-@click.option("--at", "at", help="Show the tree as of this version or ISO time instead.")
+@click.option(
+    "--at",
+    "at",
+    help="Show the tree as of this version number (e.g. 5) or ISO 8601 time "
+    "(e.g. 2026-11-24T10:00:00Z) instead.",
+)
 @json_option
 def history(task_id: str, at: str | None, as_json: bool) -> None:
     """Print the events of the tree holding TASK_ID, oldest first.

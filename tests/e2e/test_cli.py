@@ -84,6 +84,20 @@ def test_unknown_id_exits_1(run) -> None:  # type: ignore[no-untyped-def]
     missing = run("tasks", "tree", "no-such-task")
     assert missing.exit_code == 1
     assert "not found" in missing.output
+    undecodable = run("tasks", "tree", "\udcff")  # a non-UTF-8 argv byte, as Click passes it
+    assert undecodable.exit_code == 1
+    assert "Traceback" not in undecodable.output
+
+
+def test_history_at_takes_ascii_versions_or_times_only(run) -> None:  # type: ignore[no-untyped-def]
+    root = json.loads(run("tasks", "create", str(EXAMPLE), "--json").output)
+    for bad in ("²", "yesterday", "99999999999999999999999"):
+        out = run("history", root["id"], "--at", bad)
+        assert out.exit_code == 2, (bad, out.output)
+        assert "Traceback" not in out.output
+    then = run("history", root["id"], "--at", "1", "--json")
+    assert then.exit_code == 0
+    assert json.loads(then.output)["tree_status"] == "pending"
 
 
 def test_copy_dry_run_saves_nothing_and_copy_saves(run) -> None:  # type: ignore[no-untyped-def]

@@ -88,7 +88,7 @@ def test_a_bad_database_url_names_the_variable(tmp_path: Path, url: str) -> None
     assert not (tmp_path / "events.sqlite3").exists()
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "ten", "1.5"])
+@pytest.mark.parametrize("value", ["0", "-3", "ten", "1.5", "²", str(2**40)])
 def test_a_bad_snapshot_interval_names_the_variable(tmp_path: Path, value: str) -> None:
     env = {"FLOWLEDGER_HOME": str(tmp_path), "FLOWLEDGER_SNAPSHOT_EVERY": value}
     with pytest.raises(ConfigError) as raised:
@@ -127,3 +127,23 @@ def test_a_database_that_does_not_exist_names_the_variable(postgres_settings: Se
         Ledger(settings_like(postgres_settings, database_url=missing, database_schema=None))
     assert "FLOWLEDGER_DATABASE_URL" in str(raised.value)
     assert "flowledger_no_such_database" in str(raised.value)
+
+
+@pytest.mark.parametrize("content", ["directory", "garbage"])
+def test_an_unreadable_sqlite_file_is_a_config_error(tmp_path: Path, content: str) -> None:
+    settings = Settings(home=tmp_path)
+    if content == "directory":
+        settings.sqlite_path.mkdir()
+    else:
+        settings.sqlite_path.write_bytes(b"this is not an SQLite database" * 100)
+    with pytest.raises(ConfigError) as raised:
+        Ledger(settings)
+    assert str(settings.sqlite_path) in str(raised.value)
+
+
+@pytest.mark.parametrize("schema", ['a"b', "drop table", "x" * 41, "1abc"])
+def test_a_schema_that_is_not_a_plain_identifier_is_refused(tmp_path: Path, schema: str) -> None:
+    env = {"FLOWLEDGER_HOME": str(tmp_path), "FLOWLEDGER_DATABASE_SCHEMA": schema}
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    assert "FLOWLEDGER_DATABASE_SCHEMA" in str(raised.value)

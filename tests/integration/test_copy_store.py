@@ -59,7 +59,10 @@ def check_copy_persisted(ledger: Ledger, source: TaskTree, copy: TaskTree) -> No
     assert isinstance(copied, Copied)
     assert copied.new_tree_id == copy.id
     assert copied.new_root_id == copy.root_id
-    assert set(copied.task_ids) == {t.original_task_id for t in copy.tasks.values()}
+    assert set(copied.task_ids) | set(copied.carried_ids) == {
+        t.original_task_id for t in copy.tasks.values()
+    }
+    assert not set(copied.task_ids) & set(copied.carried_ids)
     ever_copied = {
         i for e in events_of(ledger, source.id) if isinstance(e, Copied) for i in e.task_ids
     }

@@ -133,9 +133,9 @@ def test_state_at_an_instant(ledger: Ledger) -> None:
         T0 + timedelta(minutes=2),
         T0 + timedelta(minutes=62),
     ]
-    with pytest.raises(TaskNotFound):
+    with pytest.raises(InvalidSpec, match=r"^at: "):
         ledger.state_at("a", at=T0 - timedelta(microseconds=1))
-    with pytest.raises(TaskNotFound):
+    with pytest.raises(InvalidSpec, match=r"^at: "):
         ledger.state_at("a", at=datetime(1999, 12, 31, tzinfo=UTC))
 
     def status_at(at: datetime, task_id: str = "a") -> TaskStatus:
@@ -169,7 +169,7 @@ def test_state_at_an_instant_with_a_ticking_clock(ledger: Ledger) -> None:
         at = ledger.state_at("a", at=event.timestamp)
         assert at.version >= event.originator_version
         assert state_of(at) == state_of(ledger.replay(event.originator_id, at.version))
-    with pytest.raises(TaskNotFound):
+    with pytest.raises(InvalidSpec, match=r"^at: "):
         ledger.state_at("a", at=events[0].timestamp - timedelta(microseconds=1))
 
 
@@ -184,7 +184,7 @@ def test_state_at_the_recorded_instants(ledger: Ledger) -> None:
         assert at.version == expected
         assert state_of(at) == state_of(ledger.replay(tree_id, expected))
     first = events[0].timestamp
-    with pytest.raises(TaskNotFound):
+    with pytest.raises(InvalidSpec, match=r"^at: "):
         ledger.state_at("root", at=first - timedelta(microseconds=1))
     latest = ledger.state_at("root", at=events[-1].timestamp + timedelta(days=365))
     assert state_of(latest) == state_of(ledger.replay(tree_id))
