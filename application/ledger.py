@@ -117,7 +117,11 @@ class Ledger(Application[UUID]):
 
     # -- saving --------------------------------------------------------------------------
     def save_trees(self, *trees: TaskTree, extra: Sequence[Any] = ()) -> None:
-        """Save the new events of `trees` (and `extra` events) in ONE transaction."""
+        """Save the new events of `trees` (and `extra` events) in ONE transaction.
+
+        On RecordConflictError nothing was stored and `trees` are ahead of the store:
+        reload them before deciding again.
+        """
         batches = [(tree, tree.version, tree.collect_events()) for tree in trees]
         events = [e for _, _, new in batches for e in new]
         if not events and not extra:
