@@ -105,9 +105,9 @@ class Ledger(Application[UUID]):
         """The tree a task id belongs (or, with removed_too, belonged) to."""
         if not isinstance(task_id, str) or not is_text(task_id):
             raise TaskNotFound(f"task {task_id!r} not found", ids=(repr(task_id),))
-        for claim in self.events.get(claim_id(task_id), desc=True, limit=1):
-            if isinstance(claim, TaskIdClaimed) or removed_too:
-                return claim.tree_id  # type: ignore[attr-defined, no-any-return]
+        claim = self._last_event(claim_id(task_id))
+        if isinstance(claim, TaskIdClaimed) or (removed_too and claim is not None):
+            return claim.tree_id
         raise TaskNotFound(f"task {task_id!r} not found", ids=(task_id,))
 
     def tree_of(self, task_id: str) -> TaskTree:
@@ -174,7 +174,7 @@ class Ledger(Application[UUID]):
                         ids=taken,
                     ) from None
                 if free_at == versions:
-                    raise  # the conflict is on a tree in `also`: the caller retries
+                    raise  # not a claim conflict: nothing this method can retry
                 versions = free_at
                 continue
             break
@@ -184,7 +184,11 @@ class Ledger(Application[UUID]):
         for other, saved_from, _ in also_events:
             self._snapshot_if_due(other, saved_from)
 
+    def _last_event(self, originator_id: UUID) -> Any | None:
+        return next(iter(self.events.get(originator_id, desc=True, limit=1)), None)
+
     def _stored_version(self, tree_id: UUID) -> int:
+        # The raw record: the last event may be a large Created, not worth decoding.
         last = self.recorder.select_events(tree_id, desc=True, limit=1)
         return last[0].originator_version if last else 0
 
@@ -192,7 +196,7 @@ class Ledger(Application[UUID]):
         taken: list[str] = []
         free_at: dict[str, int] = {}
         for task_id in versions:
-            last = next(iter(self.events.get(claim_id(task_id), desc=True, limit=1)), None)
+            last = self._last_event(claim_id(task_id))
             if isinstance(last, TaskIdClaimed):
                 taken.append(task_id)
             free_at[task_id] = 1 if last is None else last.originator_version + 1
@@ -244,7 +248,8 @@ class Ledger(Application[UUID]):
         at = utcnow()
         releases = []
         for removed_id in removed:
-            last = next(iter(self.events.get(claim_id(removed_id), desc=True, limit=1)))
+            last = self._last_event(claim_id(removed_id))
+            assert last is not None, "every task of a stored tree has a claim"
             releases.append(
                 TaskIdReleased(
                     originator_id=claim_id(removed_id),
