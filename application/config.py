@@ -23,14 +23,26 @@ class Settings:
     database_url: str | None = None
     database_schema: str | None = None
     snapshot_every: int = 100
+    concurrency: int = 16
+    plugins: tuple[str, ...] = ()
+    allow_commands: bool = False
+    poll_interval_s: float = 0.25
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("FLOWLEDGER_HOME") or Path.home() / ".flowledger").expanduser()
-        every = env.get("FLOWLEDGER_SNAPSHOT_EVERY", "100")
-        if not (every.isascii() and every.isdigit()) or not 1 <= int(every) < 2**31:
-            raise ConfigError(f"FLOWLEDGER_SNAPSHOT_EVERY must be a positive integer: {every!r}")
+        every = _positive(env, "FLOWLEDGER_SNAPSHOT_EVERY", 100)
+        concurrency = _positive(env, "FLOWLEDGER_CONCURRENCY", 16, limit=100_000)
+        plugins = tuple(
+            p.strip() for p in env.get("FLOWLEDGER_PLUGINS", "").split(",") if p.strip()
+        )
+        for module in plugins:
+            if not all(part.isidentifier() for part in module.split(".")):
+                raise ConfigError(f"FLOWLEDGER_PLUGINS: {module!r} is not a module name")
+        allow = env.get("FLOWLEDGER_ALLOW_COMMANDS", "0").strip()
+        if allow not in ("", "0", "1"):
+            raise ConfigError(f"FLOWLEDGER_ALLOW_COMMANDS must be 0 or 1: {allow!r}")
         schema = env.get("FLOWLEDGER_DATABASE_SCHEMA") or None
         if schema is not None and not IDENTIFIER.fullmatch(schema):
             raise ConfigError(
@@ -41,8 +53,15 @@ class Settings:
             home=home,
             database_url=env.get("FLOWLEDGER_DATABASE_URL") or None,
             database_schema=schema,
-            snapshot_every=int(every),
+            snapshot_every=every,
+            concurrency=concurrency,
+            plugins=plugins,
+            allow_commands=allow == "1",
         )
+
+    @property
+    def disabled_executors(self) -> frozenset[str]:
+        return frozenset() if self.allow_commands else frozenset({"command"})
 
     @property
     def store_kind(self) -> str:
@@ -59,6 +78,13 @@ class Settings:
             host = parts.hostname or "localhost"
             return f"{host}:{_port(parts)}/{parts.path.lstrip('/')}"
         return str(self.sqlite_path)
+
+
+def _positive(env: Mapping[str, str], name: str, default: int, limit: int = 2**31) -> int:
+    raw = env.get(name) or str(default)
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) < limit:
+        raise ConfigError(f"{name} must be a positive integer below {limit}: {raw!r}")
+    return int(raw)
 
 
 def store_env(settings: Settings) -> dict[str, str]:

@@ -17,6 +17,7 @@ from eventsourcing.persistence import PersistenceError, RecordConflictError
 from application.claims import TaskIdClaimed, TaskIdReleased, claim_id
 from application.codec import EventCodec
 from application.config import ConfigError, Settings, store_env, store_setup
+from application.executors import ExecutorRegistry, loaded_registry
 from application.snapshots import SNAPSHOT_TOPIC, TreeSnapshot, should_snapshot
 from domain.copying import CopyMode, CopyPlan, plan_copy
 from domain.errors import (
@@ -29,7 +30,8 @@ from domain.errors import (
     TreeRejected,
 )
 from domain.events import TREE_EVENTS, TreeEvent
-from domain.specs import Dependency, TaskChanges, is_text, read_tasks
+from domain.run_options import executor_id_of
+from domain.specs import Dependency, TaskChanges, TaskSpec, is_text, read_tasks
 from domain.tree import TaskTree, project_tree, utcnow
 
 R = TypeVar("R")
@@ -57,8 +59,11 @@ class Ledger(Application[UUID]):
 
     name = "flowledger"
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, executors: ExecutorRegistry | None = None
+    ) -> None:
         self.settings = settings or Settings.from_env()
+        self.executors = executors or loaded_registry(self.settings.plugins)
         env = store_env(self.settings)
         with store_setup(self.settings):
             try:
@@ -116,8 +121,9 @@ class Ledger(Application[UUID]):
         return tree
 
     # -- saving --------------------------------------------------------------------------
-    def save_trees(self, *trees: TaskTree, extra: Sequence[Any] = ()) -> None:
-        """Save the new events of `trees` (and `extra` events) in ONE transaction.
+    def save_trees(self, *trees: TaskTree, extra: Sequence[Any] = ()) -> list[TreeEvent]:
+        """Save the new events of `trees` (and `extra` events) in ONE transaction; return
+        the tree events saved.
 
         On RecordConflictError nothing was stored and `trees` are ahead of the store:
         reload them before deciding again.
@@ -125,10 +131,11 @@ class Ledger(Application[UUID]):
         batches = [(tree, tree.version, tree.collect_events()) for tree in trees]
         events = [e for _, _, new in batches for e in new]
         if not events and not extra:
-            return
+            return events
         self.save(*events, *extra)
         for tree, version, new in batches:
             self._snapshot_if_due(tree, version - len(new))
+        return events
 
     def _snapshot_if_due(self, tree: TaskTree, saved_from: int) -> None:
         every = self.settings.snapshot_every
@@ -227,6 +234,7 @@ class Ledger(Application[UUID]):
         submitted = read_tasks(payload)
         try:
             tree = TaskTree.create(submitted.specs)
+            self.check_executors(submitted.specs)
         except TreeRejected as exc:
             if submitted.names is None:
                 raise
@@ -234,11 +242,29 @@ class Ledger(Application[UUID]):
         self._save_new(tree)
         return tree
 
+    def check_executors(self, specs: Iterable[TaskSpec], carried: Iterable[str] = ()) -> None:
+        """Refuse tasks (other than `carried` ones, which never run) whose executor is not
+        registered or is switched off."""
+        done = set(carried)
+        wanted = [
+            (spec.id, ex)
+            for spec in specs
+            if spec.id not in done and (ex := executor_id_of(spec.params, spec.schemas))
+        ]
+        self.executors.check_known(wanted, self.settings.disabled_executors)
+
     def add_dependency(self, task_id: str, dependency: Dependency) -> TaskTree:
         return self._change(task_id, lambda t: t.add_dependency(task_id, dependency))[0]
 
     def update_task(self, task_id: str, changes: TaskChanges) -> TaskTree:
-        return self._change(task_id, lambda t: t.update_task(task_id, changes))[0]
+        def update(tree: TaskTree) -> None:
+            tree.update_task(task_id, changes)
+            task = tree.task(task_id)
+            wanted = executor_id_of(task.params, task.schemas)
+            if wanted:
+                self.executors.check_known([(task_id, wanted)], self.settings.disabled_executors)
+
+        return self._change(task_id, update)[0]
 
     def remove_task(self, task_id: str) -> tuple[str, ...]:
         """Remove a pending task and its subtree, and free their ids, in one transaction."""
@@ -314,6 +340,7 @@ class Ledger(Application[UUID]):
             source = self.tree_of(task_id)
             plan = plan_copy(source, task_id, mode, wanted, children)
             copy = TaskTree.create(plan.specs, carried=plan.carried, source_tree_id=source.id)
+            self.check_executors(plan.specs, [c.task_id for c in plan.carried])
             source.record_copy(plan.rerun_ids, copy.id, plan.root_id, plan.carried_ids)
             try:
                 self._save_new(copy, also=[source])

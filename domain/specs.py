@@ -12,6 +12,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from domain.errors import DuplicateName, FieldError, InvalidSpec, UnknownReference
+from domain.run_options import run_params_problems
 
 PRIORITY_DEFAULT = 2
 PRIORITY_MAX = 2**31 - 1
@@ -270,6 +271,7 @@ def read_tasks(
             errors.append(_field_error(exc, where))
             continue
         _check_values(item, where, errors)
+        errors.extend(run_params_problems(item.params or {}, item.schemas or {}, where))
         inputs.append(item)
     if errors:
         raise InvalidSpec(_summary(errors), fields=errors)
@@ -358,6 +360,11 @@ def parse_changes(raw: Any) -> TaskChanges:
     errors: list[FieldError] = []
     _check_values(item, "", errors)
     errors = [FieldError(e.field.lstrip("."), e.reason) for e in errors]
+    errors += run_params_problems(
+        item.params if isinstance(item.params, dict) else {},
+        item.schemas if isinstance(item.schemas, dict) else {},
+        "",
+    )
     deps: tuple[Dependency, ...] | UnsetType = UNSET
     if item.dependencies is not UNSET:
         deps = _dependencies(item.dependencies or (), "", errors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
@@ -45,6 +46,11 @@ class TaskTree:
         self._pending: list[ev.TreeEvent] = []
         self._children: dict[str, list[str]] | None = None
         self._dependents: dict[str, list[str]] | None = None
+        # Kept up to date event by event so a runner's step costs what changed, not the
+        # tree's size; None means "rebuild on next use" (after a structural change).
+        self._counts: Counter[TaskStatus] | None = None
+        self._ready: list[tuple[int, int, str]] | None = None  # heap of (priority, seq, id)
+        self._queued: set[str] = set()
 
     # -- identity, as the event store sees it -------------------------------------------
     @property
@@ -286,15 +292,34 @@ class TaskTree:
             self._satisfies(d) for d in task.dependencies
         )
 
-    def ready_tasks(self) -> list[Task]:
-        """The tasks that may start now, most urgent first (priority, then creation order)."""
-        ready = [t for t in self.tasks.values() if self.is_ready(t)]
-        ready.sort(key=lambda t: (t.priority, t.seq))
-        return ready
+    def ready_tasks(self, limit: int | None = None) -> list[Task]:
+        """The tasks that may start now, most urgent first (priority, then creation order);
+        at most `limit` of them. Costs O(limit log n) once the ready heap is built."""
+        heap = self._ready_heap()
+        if limit is None:
+            limit = len(heap)
+        taken: list[tuple[int, int, str]] = []
+        while heap and len(taken) < limit:
+            entry = heapq.heappop(heap)
+            task = self.tasks.get(entry[2])
+            if task is not None and self.is_ready(task):
+                taken.append(entry)
+            else:
+                self._queued.discard(entry[2])
+        for entry in taken:
+            heapq.heappush(heap, entry)
+        return [self.tasks[entry[2]] for entry in taken]
+
+    def status_counts(self) -> Counter[TaskStatus]:
+        """How many tasks are in each status (kept up to date as events apply)."""
+        if self._counts is None:
+            self._counts = Counter(t.status for t in self.tasks.values())
+        return self._counts
 
     @property
     def is_terminal(self) -> bool:
-        return all(t.status in TERMINAL for t in self.tasks.values())
+        counts = self.status_counts()
+        return sum(counts[s] for s in TERMINAL) == len(self.tasks)
 
     @property
     def status(self) -> TreeStatus:
@@ -302,8 +327,8 @@ class TaskTree:
         anything else ended it; pending until asked to run; in progress in between."""
         if self.is_empty:  # its root was removed: abandoned, never completed
             return TreeStatus.CANCELLED
-        counts = Counter(t.status for t in self.tasks.values())
-        if all(s in TERMINAL for s in counts):
+        counts = self.status_counts()
+        if all(s in TERMINAL for s, n in counts.items() if n):
             if counts[TaskStatus.COMPLETED] == len(self.tasks):
                 return TreeStatus.COMPLETED
             if counts[TaskStatus.CANCELLED]:
@@ -379,10 +404,44 @@ class TaskTree:
         self._pending.append(event)
 
     def apply(self, event: ev.TreeEvent) -> None:
-        """Fold one event into the state (see domain.mutator); drop stale indexes."""
+        """Fold one event into the state (see domain.mutator); keep the indexes current."""
+        task_id = getattr(event, "task_id", None)
+        before = self.tasks[task_id].status if task_id in self.tasks else None
         mutate(self.state, event)
         if type(event) in STRUCTURAL:
             self._children = self._dependents = None
+            self._counts = self._ready = None
+            self._queued.clear()
+            return
+        if before is None:
+            return
+        after = self.tasks[task_id].status  # type: ignore[index]
+        if after is before:
+            return
+        if self._counts is not None:
+            self._counts[before] -= 1
+            self._counts[after] += 1
+        if self._ready is not None and after in TERMINAL:
+            for dependent_id in self.dependents.get(task_id, ()):  # type: ignore[arg-type]
+                self._queue_if_ready(dependent_id)
+
+    def _ready_heap(self) -> list[tuple[int, int, str]]:
+        if self._ready is None:
+            self._queued.clear()
+            self._ready = []
+            for task in self.tasks.values():
+                if self.is_ready(task):
+                    self._ready.append((task.priority, task.seq, task.id))
+                    self._queued.add(task.id)
+            heapq.heapify(self._ready)
+        return self._ready
+
+    def _queue_if_ready(self, task_id: str) -> None:
+        task = self.tasks[task_id]
+        if task_id not in self._queued and self.is_ready(task):
+            assert self._ready is not None
+            heapq.heappush(self._ready, (task.priority, task.seq, task_id))
+            self._queued.add(task_id)
 
 
 def project_tree(tree: TaskTree | None, events: Iterable[ev.TreeEvent]) -> TaskTree | None:

@@ -1,0 +1,53 @@
+"""The process-wide concurrency limit (FLOWLEDGER_CONCURRENCY), shared by every tree run.
+
+A run takes a slot per executor call. When none is free it queues once, by the priority
+of its most urgent ready task; a freed slot goes to the most urgent waiter, first come
+first served among equals, so trees at the same priority take turns."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import Protocol
+
+
+class SlotWaiter(Protocol):
+    def slot_granted(self) -> None: ...
+
+
+class Slots:
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the concurrency limit must be at least 1")
+        self.limit = limit
+        self.used = 0
+        self._queue: list[tuple[int, int, SlotWaiter]] = []
+        self._queued: set[int] = set()
+        self._order = itertools.count()
+
+    def try_take(self) -> bool:
+        if self.used < self.limit:
+            self.used += 1
+            return True
+        return False
+
+    def wait(self, priority: int, waiter: SlotWaiter) -> None:
+        """Queue `waiter` (once) for the next free slot; it is told by slot_granted()."""
+        if id(waiter) not in self._queued:
+            self._queued.add(id(waiter))
+            heapq.heappush(self._queue, (priority, next(self._order), waiter))
+
+    def forget(self, waiter: SlotWaiter) -> None:
+        if id(waiter) in self._queued:
+            self._queued.discard(id(waiter))
+            self._queue = [entry for entry in self._queue if entry[2] is not waiter]
+            heapq.heapify(self._queue)
+
+    def release(self, count: int = 1) -> None:
+        self.used -= count
+        assert self.used >= 0, "released more slots than were taken"
+        while self._queue and self.used < self.limit:
+            _, _, waiter = heapq.heappop(self._queue)
+            self._queued.discard(id(waiter))
+            self.used += 1
+            waiter.slot_granted()

@@ -1,0 +1,390 @@
+"""TreeRun: the one writer of one tree while it runs.
+
+Each step decides in memory (apply executor outcomes, commands, start ready tasks), saves
+the step's events in ONE transaction, and only then acts: executors are called after
+their Started is stored, retry timers set after their AttemptFailed is stored. A save
+that loses a race (another process appended, e.g. a cancel) reloads the tree and decides
+again from the same outcomes, so nothing is lost and nothing is recorded twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.persistence import RecordConflictError
+
+from application.executors.context import TaskContext
+from application.runner.attempt import (
+    Attempt,
+    AttemptError,
+    Done,
+    Outcome,
+    Progress,
+    RetryDue,
+    describe,
+)
+from domain.errors import DomainError, UnknownExecutor
+from domain.events import TreeEvent
+from domain.inputs import dependency_results, resolve_inputs
+from domain.run_options import RunOptions, run_options
+from domain.state import Task
+from domain.status import TaskStatus
+from domain.tree import TaskTree
+
+if TYPE_CHECKING:
+    from application.runner.runner import Runner
+
+log = logging.getLogger("flowledger.runner")
+R = TypeVar("R")
+
+
+class RunStalled(RuntimeError):
+    """The tree is not finished yet nothing can run: a bug, reported rather than hung."""
+
+
+@dataclass
+class Running:
+    attempt: int
+    job: asyncio.Task[None]
+
+
+@dataclass
+class Command:
+    """A change asked of this run by its own process (e.g. a cancel through the server)."""
+
+    apply: Callable[[TaskTree], Any]
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class Step:
+    """What one step decided; acted upon only once its events are stored."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    launches: list[tuple[Task, int, dict[str, Any], RunOptions]] = field(default_factory=list)
+    retries: list[tuple[str, int, float]] = field(default_factory=list)
+
+
+class TreeRun:
+    def __init__(self, runner: Runner, tree: TaskTree) -> None:
+        self.runner = runner
+        self.tree = tree
+        self.inbox: list[Outcome] = []
+        self.commands: list[Command] = []
+        self.running: dict[str, Running] = {}
+        self.waiting_retry: dict[str, asyncio.TimerHandle] = {}
+        self.due: dict[str, int] = {}  # in-progress task id -> the attempt to start next
+        self.granted = 0  # slots handed to this run while it waited
+        self.reload_requested = False
+        self._wake = asyncio.Event()
+        self._options: dict[str, RunOptions] = {}
+
+    @property
+    def id(self) -> UUID:
+        return self.tree.id
+
+    # -- signals from outside the loop ----------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def deliver(self, outcome: Outcome) -> None:
+        self.inbox.append(outcome)
+        self._wake.set()
+
+    def slot_granted(self) -> None:
+        self.granted += 1
+        self._wake.set()
+
+    def foreign_change(self, version: int) -> None:
+        """Another process appended `version` to this tree: reload before deciding."""
+        if version > self.tree.version:
+            self.reload_requested = True
+            self._wake.set()
+
+    def submit(self, apply: Callable[[TaskTree], R]) -> asyncio.Future[R]:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self.commands.append(Command(apply, future))
+        self._wake.set()
+        return future
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def run(self) -> TaskTree:
+        try:
+            self.tree.request_run()
+            self._recover()
+            while True:
+                if self.reload_requested:
+                    await self._reload()
+                step = self._decide()
+                if not await self._save(step):
+                    continue
+                self._act(step)
+                if self.tree.is_terminal and not self.commands and not self.inbox:
+                    return self.tree
+                if not (self.inbox or self.commands or self.reload_requested):
+                    self._check_not_stalled()
+                    await self._wake.wait()
+                self._wake.clear()
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        for running in self.running.values():
+            running.job.cancel()
+        self.running.clear()
+        for handle in self.waiting_retry.values():
+            handle.cancel()
+        self.waiting_retry.clear()
+        self.runner.slots.forget(self)
+        if self.granted:
+            self.runner.slots.release(self.granted)
+            self.granted = 0
+        for command in self.commands:
+            if not command.future.done():
+                command.future.cancel()
+
+    def _check_not_stalled(self) -> None:
+        if self.running or self.waiting_retry or self.due or self.tree.ready_tasks(1):
+            return
+        if self.tree.is_terminal:
+            return
+        stuck = [t.id for t in self.tree.tasks.values() if t.status is TaskStatus.PENDING][:10]
+        raise RunStalled(f"tree {self.id} cannot make progress; pending: {stuck}")
+
+    def _recover(self) -> None:
+        """Tasks left in progress by a process that died: run again, or fail if opted out."""
+        for task in self.tree.tasks.values():
+            if task.status is not TaskStatus.IN_PROGRESS:
+                continue
+            if self.options(task).on_interrupt == "fail":
+                self.tree.fail(
+                    task.id,
+                    f"Interrupted: the process running attempt {task.attempts} stopped "
+                    'before it finished (on_interrupt is "fail")',
+                )
+            else:
+                self.due[task.id] = task.attempts + 1
+
+    def options(self, task: Task) -> RunOptions:
+        found = self._options.get(task.id)
+        if found is None:
+            found = self._options[task.id] = run_options(task.params, task.schemas)
+        return found
+
+    # -- deciding ---------------------------------------------------------------------------
+    def _decide(self) -> Step:
+        step = Step(outcomes=self.inbox, commands=self.commands)
+        self.inbox, self.commands = [], []
+        progress: dict[str, Progress] = {}
+        for outcome in step.outcomes:
+            if isinstance(outcome, Progress):
+                progress[outcome.task_id] = outcome  # the latest of a step is enough
+            else:
+                self._apply(outcome, step)
+        for item in progress.values():
+            if self._current(item.task_id, item.attempt):
+                try:
+                    self.tree.record_progress(item.task_id, item.fraction, item.message)
+                except DomainError as exc:
+                    log.warning("progress of %s ignored: %s", item.task_id, exc)
+        for command in step.commands:
+            try:
+                command.result = command.apply(self.tree)
+            except DomainError as exc:
+                command.error = exc
+        self._start_ready(step)
+        return step
+
+    def _current(self, task_id: str, attempt: int) -> bool:
+        task = self.tree.tasks.get(task_id)
+        return (
+            task is not None and task.status is TaskStatus.IN_PROGRESS and task.attempts == attempt
+        )
+
+    def _apply(self, outcome: Outcome, step: Step) -> None:
+        task_id, attempt = outcome.task_id, outcome.attempt
+        if isinstance(outcome, RetryDue):
+            self.waiting_retry.pop(task_id, None)
+            if self._current(task_id, attempt):
+                self.due[task_id] = attempt + 1
+            return
+        running = self.running.get(task_id)
+        if running is not None and running.attempt == attempt:
+            del self.running[task_id]
+        if not self._current(task_id, attempt):
+            return  # cancelled or re-decided meanwhile: this outcome no longer counts
+        if isinstance(outcome, Done):
+            self.tree.complete(task_id, outcome.result)
+            return
+        assert isinstance(outcome, AttemptError)
+        retry = self.options(self.tree.tasks[task_id]).retry
+        if outcome.retryable and retry.allows_another(attempt):
+            delay = retry.delay_after(attempt)
+            self.tree.fail_attempt(task_id, outcome.error, delay)
+            step.retries.append((task_id, attempt, delay))
+        else:
+            self.tree.fail(task_id, outcome.error)
+
+    def _start_ready(self, step: Step) -> None:
+        """Start ready (and due) tasks, most urgent first, while slots last."""
+        for task_id in [i for i in self.due if not self._current(i, self.due[i] - 1)]:
+            del self.due[task_id]  # finished or cancelled since it fell due
+        due = sorted(self.due, key=lambda i: (self.tree.tasks[i].priority, self.tree.tasks[i].seq))
+        while True:
+            ready = self.tree.ready_tasks(1)
+            candidate = ready[0] if ready else None
+            if due:
+                first = self.tree.tasks[due[0]]
+                if candidate is None or (first.priority, first.seq) < (
+                    candidate.priority,
+                    candidate.seq,
+                ):
+                    candidate = first
+            if candidate is None:
+                if self.granted:  # granted while waiting, but nothing is left to start
+                    self.runner.slots.release(self.granted)
+                    self.granted = 0
+                break
+            options = self.options(candidate)
+            attempt = self.due.get(candidate.id, candidate.attempts + 1)
+            inputs = resolve_inputs(candidate, self.tree.tasks)
+            if options.executor_id is None:  # a grouping node: done at once
+                self._start(candidate.id, attempt, inputs, due)
+                self.tree.complete(candidate.id, None)
+                continue
+            try:
+                self.runner.executor_entry(options.executor_id)
+            except UnknownExecutor as exc:
+                self._start(candidate.id, attempt, inputs, due)
+                self.tree.fail(candidate.id, f"UnknownExecutor: {exc.message}")
+                continue
+            if not self._take_slot():
+                self.runner.slots.wait(candidate.priority, self)
+                break
+            self._start(candidate.id, attempt, inputs, due)
+            step.launches.append((candidate, attempt, inputs, options))
+
+    def _start(self, task_id: str, attempt: int, inputs: dict[str, Any], due: list[str]) -> None:
+        self.tree.start(task_id, attempt, inputs)
+        if self.due.pop(task_id, None) is not None:
+            due.remove(task_id)
+
+    def _take_slot(self) -> bool:
+        if self.granted:
+            self.granted -= 1
+            return True
+        return self.runner.slots.try_take()
+
+    # -- saving -----------------------------------------------------------------------------
+    async def _save(self, step: Step) -> bool:
+        try:
+            events = await self.runner.store(self.runner.ledger.save_trees, self.tree)
+        except RecordConflictError:
+            log.info("tree %s changed in another process; reloading", self.id)
+            self._undo(step)
+            await self._reload()
+            return False
+        self._publish(events)
+        return True
+
+    def _undo(self, step: Step) -> None:
+        """The step was not stored: give back its slots, keep its inputs for the next."""
+        if step.launches:
+            self.runner.slots.release(len(step.launches))
+        self.inbox[:0] = step.outcomes
+        self.commands[:0] = step.commands
+
+    async def _reload(self) -> None:
+        self.reload_requested = False
+        self.tree = await self.runner.store(self.runner.ledger.load, self.id)
+        self._options.clear()
+        self.due = {
+            i: a
+            for i, a in self.due.items()
+            if self.tree.tasks.get(i) is not None
+            and self.tree.tasks[i].status is TaskStatus.IN_PROGRESS
+        }
+        self._cancel_stale()
+        answered = {o.task_id for o in self.inbox if isinstance(o, Done | AttemptError | RetryDue)}
+        for task in self.tree.tasks.values():  # in progress, yet nobody runs or waits for it
+            if (
+                task.status is TaskStatus.IN_PROGRESS
+                and task.id not in self.running
+                and task.id not in self.waiting_retry
+                and task.id not in answered
+            ):
+                self.due.setdefault(task.id, task.attempts + 1)
+
+    def _cancel_stale(self) -> None:
+        """Stop executors whose attempt no longer counts (cancelled, or re-decided)."""
+        for task_id, running in list(self.running.items()):
+            if not self._current(task_id, running.attempt):
+                running.job.cancel()
+                del self.running[task_id]
+        for task_id, handle in list(self.waiting_retry.items()):
+            task = self.tree.tasks.get(task_id)
+            if task is None or task.status is not TaskStatus.IN_PROGRESS:
+                handle.cancel()
+                del self.waiting_retry[task_id]
+
+    def _publish(self, events: list[TreeEvent]) -> None:
+        if events:
+            self.runner.publish(self.tree, events)
+
+    # -- acting -----------------------------------------------------------------------------
+    def _act(self, step: Step) -> None:
+        for command in step.commands:
+            if not command.future.done():
+                if command.error is not None:
+                    command.future.set_exception(command.error)
+                else:
+                    command.future.set_result(command.result)
+        self._cancel_stale()
+        loop = asyncio.get_running_loop()
+        for task_id, attempt, delay in step.retries:
+            self.waiting_retry[task_id] = loop.call_later(
+                delay, self.deliver, RetryDue(task_id, attempt)
+            )
+        for task, attempt, inputs, options in step.launches:
+            self._launch(task, attempt, inputs, options)
+
+    def _launch(
+        self, task: Task, attempt: int, inputs: dict[str, Any], options: RunOptions
+    ) -> None:
+        assert options.executor_id is not None
+        entry = self.runner.executor_entry(options.executor_id)
+        task_id = task.id
+
+        def report(fraction: float, message: str | None = None) -> None:
+            outcome = Progress(task_id, attempt, float(fraction), message)
+            self.runner.call_soon(self.deliver, outcome)
+
+        context = TaskContext(
+            task_id=task_id,
+            tree_id=self.id,
+            name=task.name,
+            attempt=attempt,
+            params=dict(task.params),
+            dependency_results=dependency_results(task, self.tree.tasks),
+            report=report,
+        )
+        attempt_run = Attempt(entry, context, inputs, options.timeout_s, self.deliver)
+        job = asyncio.create_task(attempt_run.run(), name=f"flowledger:{task_id}#{attempt}")
+        job.add_done_callback(lambda job: self._attempt_ended(job, task_id, attempt))
+        self.running[task_id] = Running(attempt, job)
+
+    def _attempt_ended(self, job: asyncio.Task[None], task_id: str, attempt: int) -> None:
+        self.runner.slots.release()
+        if job.cancelled():
+            return
+        exc = job.exception()
+        if exc is not None:  # the wrapper itself broke (e.g. SystemExit in an executor)
+            log.error("attempt %s of %s crashed: %s", attempt, task_id, describe(exc))
+            self.deliver(AttemptError(task_id, attempt, describe(exc), retryable=False))
