@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m examples.demo
+	$(BIN)/flowledger run --concurrency 2 examples/pipeline.json
+	$(BIN)/python -m examples.tour
 
 test: $(STAMP)
 	$(BIN)/pytest

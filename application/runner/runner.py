@@ -143,19 +143,17 @@ class Runner:
         """Run the tree to its end and return it."""
         return await (await self.start(tree_id))
 
-    async def resume(self) -> list[UUID]:
+    async def resume(self) -> dict[UUID, asyncio.Task[TaskTree]]:
         """Start every tree that was asked to run and has not finished, unless another
-        process runs it; returns the ids started."""
-        started: list[UUID] = []
+        process runs it; returns the runs started, by tree id."""
+        started: dict[UUID, asyncio.Task[TaskTree]] = {}
         for tree_id in await self.store(self.unfinished):
             if tree_id in self.jobs:
                 continue
             try:
-                await self.start(tree_id)
+                started[tree_id] = await self.start(tree_id)
             except TreeBusy:
                 log.info("tree %s is being run by another process", tree_id)
-                continue
-            started.append(tree_id)
         return started
 
     def unfinished(self) -> list[UUID]:

@@ -83,6 +83,6 @@ def cli() -> None:
 
 
 def main() -> None:
-    from interfaces.cli import history, tasks  # noqa: F401  (registers the commands)
+    from interfaces.cli import history, run, tasks  # noqa: F401  (registers the commands)
 
     cli()

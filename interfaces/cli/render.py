@@ -24,11 +24,15 @@ def console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
-def _label(task: dict[str, Any]) -> str:
+def _label(task: dict[str, Any], names: dict[str, str]) -> str:
     status = task["status"]
-    deps = ", ".join(d["id"] if d["required"] else f"{d['id']}?" for d in task["dependencies"])
+    deps = ", ".join(
+        names.get(d["id"], d["id"]) + ("" if d["required"] else "?") for d in task["dependencies"]
+    )
     extra = f" after {deps}" if deps else ""
     note = f" - {task['error']}" if task.get("error") else ""
+    if task.get("result") is not None:
+        note += " -> " + _clip(json.dumps(task["result"], ensure_ascii=False), 60)
     detail = f"({task['id']}, p{task['priority']}){extra}{note}"
     return f"[{STYLE[status]}]{status:<11}[/] {escape(task['name'])} [dim]{escape(detail)}[/]"
 
@@ -36,11 +40,17 @@ def _label(task: dict[str, Any]) -> str:
 def print_tree(root: dict[str, Any]) -> None:
     title = f"tree {root['tree_id']} [bold]{root.get('tree_status', '')}[/]"
     top = Tree(title)
-    stack = [(top.add(_label(root)), root)]
+    names: dict[str, str] = {}
+    walk = [root]
+    while walk:
+        node = walk.pop()
+        names[node["id"]] = node["name"]
+        walk.extend(node.get("children", ()))
+    stack = [(top.add(_label(root, names)), root)]
     while stack:
         branch, node = stack.pop()
         for child in node.get("children", ()):
-            stack.append((branch.add(_label(child)), child))
+            stack.append((branch.add(_label(child, names)), child))
     console().print(top)
 
 
@@ -55,5 +65,9 @@ def print_history(entries: list[dict[str, Any]]) -> None:
     console().print(table)
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _short(text: str, limit: int = 70) -> str:
-    return escape(text if len(text) <= limit else text[: limit - 1] + "…")
+    return escape(_clip(text, limit))

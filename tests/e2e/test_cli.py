@@ -147,14 +147,36 @@ def test_console_script_runs_in_a_subprocess(tmp_path: Path) -> None:
 def test_demo_runs(tmp_path: Path) -> None:
     env = {**os.environ, "FLOWLEDGER_HOME": str(tmp_path / "home")}
     env.pop("FLOWLEDGER_DATABASE_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.demo"],
+    root = Path(__file__).resolve().parents[2]
+    flowledger = Path(sys.executable).with_name("flowledger")
+    ran = subprocess.run(
+        [str(flowledger), "run", "--concurrency", "2", "--json", "examples/pipeline.json"],
         capture_output=True,
         text=True,
         env=env,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=root,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    tree = json.loads(ran.stdout)
+    assert tree["tree_status"] == "completed"
+    by_name = {t["name"]: t for t in tree["children"]}
+    combine, publish = by_name["combine"], by_name["publish"]
+    fetched = {by_name[n]["id"] for n in ("fetch orders", "fetch refunds", "fetch fx rates")}
+    assert set(combine["result"]) == fetched  # fan-in: aggregate_results of every dependency
+    assert publish["result"][combine["id"]] == combine["result"]  # flowed downstream
+    started = [line.split(" ", 2)[2] for line in ran.stderr.splitlines() if " started " in line]
+    assert started[0].startswith("fetch orders") and started[1].startswith("fetch refunds")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.tour"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "refused (cycle): dependency cycle: a -> b -> a" in done.stdout
-    assert "failed" in done.stdout
+    assert "refused (unknown_executor)" in done.stdout
+    assert "AttemptFailed" in done.stdout and "failed" in done.stdout
