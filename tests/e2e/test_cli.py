@@ -166,7 +166,8 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert set(combine["result"]) == fetched  # fan-in: aggregate_results of every dependency
     assert publish["result"][combine["id"]] == combine["result"]  # flowed downstream
     started = [line.split(" ", 2)[2] for line in ran.stderr.splitlines() if " started " in line]
-    assert started[0].startswith("fetch orders") and started[1].startswith("fetch refunds")
+    assert started[0].startswith("fetch orders")
+    assert started[1].startswith("fetch refunds")
 
     done = subprocess.run(
         [sys.executable, "-m", "examples.tour"],
@@ -179,4 +180,5 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "refused (cycle): dependency cycle: a -> b -> a" in done.stdout
     assert "refused (unknown_executor)" in done.stdout
-    assert "AttemptFailed" in done.stdout and "failed" in done.stdout
+    assert "AttemptFailed" in done.stdout
+    assert "failed" in done.stdout
