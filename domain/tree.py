@@ -250,16 +250,22 @@ class TaskTree:
         self._skip_dependents([task_id])
 
     def cancel(self, task_id: str, reason: str = "cancelled") -> list[str]:
-        """Cancel a task and its unfinished subtree; skip what required them. Returns ids."""
+        """Cancel a task and its unfinished subtree (even when the task itself has ended, as
+        a grouping node does at once); skip what required them. Returns the ids cancelled."""
         task = self.task(task_id)
-        if task.status in TERMINAL:
-            raise NotCancelable(f"{task_id!r} is already {task.status.value}", ids=(task_id,))
+        targets = [
+            i for i in subtree(self.children, task_id) if self.tasks[i].status not in TERMINAL
+        ]
+        if not targets:
+            under = " and so is everything under it" if self.children.get(task_id) else ""
+            raise NotCancelable(
+                f"{task_id!r} is already {task.status.value}{under}", ids=(task_id,)
+            )
         cancelled: list[str] = []
-        for i in subtree(self.children, task_id):
-            if self.tasks[i].status not in TERMINAL:
-                why = reason if i == task_id else f"{reason} (with ancestor {task_id!r})"
-                self._trigger(ev.Cancelled, task_id=i, reason=why)
-                cancelled.append(i)
+        for i in targets:
+            why = reason if i == task_id else f"{reason} (with ancestor {task_id!r})"
+            self._trigger(ev.Cancelled, task_id=i, reason=why)
+            cancelled.append(i)
         self._skip_dependents(cancelled)
         return cancelled
 

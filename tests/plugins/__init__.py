@@ -1,0 +1,1 @@
+"""Executor plugins loaded by subprocess tests through FLOWLEDGER_PLUGINS."""
