@@ -41,7 +41,7 @@ class Http:
                 request.method,
                 str(request.url),
                 headers=request.headers,
-                params=request.params,
+                params=request.params or None,  # {} would drop the query in the url
                 json=request.json_body if "json" in inputs else None,
             )
         body = response.content[:MAX_BODY]
