@@ -27,6 +27,7 @@ class Settings:
     plugins: tuple[str, ...] = ()
     allow_commands: bool = False
     poll_interval_s: float = 0.25
+    sqlite_synchronous: str = "FULL"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +41,11 @@ class Settings:
         for module in plugins:
             if not all(part.isidentifier() for part in module.split(".")):
                 raise ConfigError(f"FLOWLEDGER_PLUGINS: {module!r} is not a module name")
+        synchronous = (env.get("FLOWLEDGER_SQLITE_SYNCHRONOUS") or "FULL").strip().upper()
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ConfigError(
+                f"FLOWLEDGER_SQLITE_SYNCHRONOUS must be FULL or NORMAL: {synchronous!r}"
+            )
         allow = env.get("FLOWLEDGER_ALLOW_COMMANDS", "0").strip()
         if allow not in ("", "0", "1"):
             raise ConfigError(f"FLOWLEDGER_ALLOW_COMMANDS must be 0 or 1: {allow!r}")
@@ -57,6 +63,7 @@ class Settings:
             concurrency=concurrency,
             plugins=plugins,
             allow_commands=allow == "1",
+            sqlite_synchronous=synchronous,
         )
 
     @property
@@ -98,9 +105,10 @@ def store_env(settings: Settings) -> dict[str, str]:
                 f"FLOWLEDGER_HOME {str(settings.home)!r} is not usable: {exc}"
             ) from exc
         env |= {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "PERSISTENCE_MODULE": "application.sqlite_store:SQLiteStore",
             "SQLITE_DBNAME": str(settings.sqlite_path),
             "SQLITE_LOCK_TIMEOUT": "30",
+            "SQLITE_SYNCHRONOUS": settings.sqlite_synchronous,
         }
         return env
     parts = urlsplit(settings.database_url)

@@ -27,6 +27,7 @@ import asyncio
 import gc
 import heapq
 import json
+import os
 import platform
 import resource
 import sqlite3
@@ -274,8 +275,6 @@ def format_row(r: dict[str, Any]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    import os
-
     return {
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
@@ -327,7 +326,12 @@ def main() -> None:
                 if estimate > args.budget_s:
                     print(f"{shape:<8} {size:>7} skipped (estimated {estimate:.0f} s)", flush=True)
                     rows.append(
-                        {"shape": shape, "tasks": size, "skipped": True, "estimate_s": estimate}
+                        {
+                            "shape": shape,
+                            "tasks": size,
+                            "skipped": True,
+                            "estimate_s": round(estimate, 1),
+                        }
                     )
                     continue
             with fresh_schema(args.database_url) as schema:

@@ -30,7 +30,7 @@ class RetryPolicy(Struct, frozen=True, kw_only=True):
         """Seconds to wait after failed attempt `attempt` (1-based) before the next."""
         if self.backoff_s == 0:
             return 0.0
-        exponent = min(attempt - 1, 64)  # 2**64 s already exceeds any max_backoff_s
+        exponent = min(attempt - 1, 1000)  # 2.0**1000 times a week is still a finite float
         return min(self.backoff_s * 2.0**exponent, self.max_backoff_s)
 
     def allows_another(self, attempt: int) -> bool:

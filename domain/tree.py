@@ -206,8 +206,14 @@ class TaskTree:
                 f"{task_id!r} is not ready: waiting for {', '.join(waiting)}",
                 ids=(task_id, *waiting),
             )
+        if type(attempt) is not int or not isinstance(inputs, dict):
+            raise InvalidSpec(
+                "Started: attempt is an integer and inputs an object",
+                fields=[FieldError("Started", "attempt must be an int, inputs a dict")],
+            )
         _require_json(inputs, "inputs")
-        self._trigger(ev.Started, task_id=task_id, attempt=attempt, inputs=inputs)
+        # Every field is checked above (task_id by the lookup): skip the generic payload check.
+        self._trigger(ev.Started, checked=True, task_id=task_id, attempt=attempt, inputs=inputs)
 
     def record_progress(self, task_id: str, progress: float, message: str | None = None) -> None:
         task = self.task(task_id)
@@ -223,7 +229,7 @@ class TaskTree:
         task = self.task(task_id)
         check_transition(task_id, task.status, TaskStatus.COMPLETED)
         _require_json(result, "result")
-        self._trigger(ev.Completed, task_id=task_id, result=result)
+        self._trigger(ev.Completed, checked=True, task_id=task_id, result=result)
 
     def fail_attempt(self, task_id: str, error: str, retry_in_s: float) -> None:
         """Record a failed attempt that will be retried; the task stays in progress."""
@@ -316,6 +322,16 @@ class TaskTree:
             heapq.heappush(heap, entry)
         return [self.tasks[entry[2]] for entry in taken]
 
+    def next_ready(self) -> Task | None:
+        """The most urgent ready task (what ready_tasks(1) would give, without copying)."""
+        heap = self._ready_heap()
+        while heap:
+            task = self.tasks.get(heap[0][2])
+            if task is not None and self.is_ready(task):
+                return task
+            self._queued.discard(heapq.heappop(heap)[2])
+        return None
+
     def status_counts(self) -> Counter[TaskStatus]:
         """How many tasks are in each status (kept up to date as events apply)."""
         if self._counts is None:
@@ -393,8 +409,10 @@ class TaskTree:
                     self._trigger(ev.Skipped, task_id=dependent_id, reason=reason)
                     queue.append(dependent_id)
 
-    def _trigger(self, event_type: type[ev.TreeEvent], **fields: Any) -> None:
-        problem = ev.check_payload(event_type, fields)
+    def _trigger(
+        self, event_type: type[ev.TreeEvent], *, checked: bool = False, **fields: Any
+    ) -> None:
+        problem = None if checked else ev.check_payload(event_type, fields)
         if problem:
             raise InvalidSpec(
                 f"{event_type.__name__}: {problem}",

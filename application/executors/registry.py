@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 from pydantic import BaseModel
 
 from application.config import ConfigError
+from application.executors.context import current_task
 from domain.errors import UnknownExecutor
 
 log = logging.getLogger("flowledger.executors")
@@ -73,8 +74,6 @@ class FunctionExecutor:
         self.is_async = inspect.iscoroutinefunction(func)
 
     async def execute(self, inputs: dict[str, Any]) -> Any:
-        from application.executors.context import current_task
-
         kwargs = {"context": current_task()} if self.wants_context else {}
         if self.is_async:
             return await self.func(inputs, **kwargs)
@@ -145,9 +144,8 @@ class ExecutorRegistry:
         elif callable(getattr(obj, "execute", None)):
             make = lambda: obj  # noqa: E731 - an instance shared by every run
         elif callable(obj):
-
-            def make(obj: Any = obj) -> FunctionExecutor:
-                return FunctionExecutor(obj, executor_id, label, about)
+            adapter = FunctionExecutor(obj, executor_id, label, about)  # stateless: shared
+            make = lambda: adapter  # noqa: E731
         else:
             raise RegistryError(f"{obj!r} is not a function or an executor class")
         entry = ExecutorEntry(executor_id, label, about, make, schema, source, obj)

@@ -15,7 +15,6 @@ import pydantic
 
 from application.executors.context import TaskContext, bind
 from application.executors.registry import ExecutorEntry
-from domain.specs import check_json_value
 
 log = logging.getLogger("flowledger.runner")
 
@@ -71,16 +70,34 @@ def _json_hook(value: Any) -> Any:
 
 
 def as_json(result: Any) -> Any:
-    """The result as plain JSON data (datetimes, UUIDs, dataclasses, pydantic models and
-    sets become JSON); TypeError when it cannot be."""
+    """The result as plain data (datetimes, UUIDs, dataclasses, pydantic models and sets
+    become JSON); TypeError when it cannot be. (TaskTree.complete checks the rest: NaN,
+    integer range, nesting.)"""
+    if result is None or type(result) in (str, int, bool):
+        return result
     try:
         plain = msgspec.to_builtins(result, enc_hook=_json_hook, str_keys=True)
     except (NotImplementedError, TypeError) as exc:
         raise TypeError(f"the result is not JSON data: {exc}") from None
-    problem = check_json_value(plain, "result")
-    if problem:
-        raise TypeError(f"{problem.field}: {problem.reason}")
-    return plain
+    return _tuples_as_lists(plain)
+
+
+def _tuples_as_lists(value: Any) -> Any:
+    """to_builtins keeps tuples (and namedtuples); JSON has arrays only."""
+    if isinstance(value, tuple):
+        value = list(value)
+    elif not isinstance(value, list | dict):
+        return value
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in items:
+            if isinstance(child, tuple):
+                child = node[key] = list(child)
+            if isinstance(child, list | dict):
+                stack.append(child)
+    return value
 
 
 def validation_message(error: pydantic.ValidationError) -> str:
@@ -117,10 +134,6 @@ class Attempt:
         except asyncio.CancelledError:
             await self._cancel_instance()
             raise
-        except pydantic.ValidationError as exc:
-            outcome = AttemptError(
-                task_id, attempt, f"ValidationError: {validation_message(exc)}", retryable=False
-            )
         except Exception as exc:
             outcome = AttemptError(task_id, attempt, describe(exc))
         self.post(outcome)
@@ -129,21 +142,27 @@ class Attempt:
         task_id, attempt = self.context.task_id, self.context.attempt
         inputs = self.inputs
         if self.entry.input_schema is not None:
-            checked = self.entry.input_schema.model_validate(inputs)
+            try:
+                checked = self.entry.input_schema.model_validate(inputs)
+            except pydantic.ValidationError as exc:  # retrying cannot fix the inputs
+                message = f"ValidationError: {validation_message(exc)}"
+                return AttemptError(task_id, attempt, message, retryable=False)
             inputs = {**inputs, **checked.model_dump()}
         self.instance = self.entry.make()
         bind(self.context)
-        deadline = asyncio.timeout(self.timeout_s)
-        try:
-            async with deadline:
-                result = await self.instance.execute(inputs)
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # the executor's own timeout, not the task's
-            await self._cancel_instance()
-            return AttemptError(
-                task_id, attempt, f"TimeoutError: timed out after {self.timeout_s:g} s"
-            )
+        if self.timeout_s is None:
+            result = await self.instance.execute(inputs)
+        else:
+            deadline = asyncio.timeout(self.timeout_s)
+            try:
+                async with deadline:
+                    result = await self.instance.execute(inputs)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise  # the executor's own timeout, not the task's
+                await self._cancel_instance()
+                message = f"TimeoutError: timed out after {self.timeout_s:g} s"
+                return AttemptError(task_id, attempt, message)
         try:
             return Done(task_id, attempt, as_json(result))
         except TypeError as exc:

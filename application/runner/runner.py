@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -59,6 +60,7 @@ class Runner:
         self.listeners: list[Listener] = []
         self._io: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._watcher: asyncio.Task[None] | None = None
         self._cursor = 0
         self._topics = [ledger.mapper.topic_of(t) for t in FOREIGN]  # type: ignore[attr-defined]
@@ -66,6 +68,7 @@ class Runner:
     # -- lifecycle --------------------------------------------------------------------------
     async def __aenter__(self) -> Runner:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._io = ThreadPoolExecutor(1, thread_name_prefix="flowledger-store")
         if self.locks is None:
             self.locks = await self.store(tree_locks, self.ledger.settings)
@@ -96,9 +99,13 @@ class Runner:
         return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
 
     def call_soon(self, func: Callable[..., Any], *args: Any) -> None:
-        """Schedule `func` on the loop, from any thread (executors may report from one)."""
+        """Call `func` now on the loop's thread, else schedule it there (an executor running
+        in a worker thread may report progress)."""
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(func, *args)
+        if threading.get_ident() == self._loop_thread:
+            func(*args)
+        else:
+            self._loop.call_soon_threadsafe(func, *args)
 
     def executor_entry(self, executor_id: str) -> ExecutorEntry:
         return self.ledger.executors.usable(executor_id, self.ledger.settings.disabled_executors)

@@ -31,6 +31,17 @@ class Slots:
             return True
         return False
 
+    def most_urgent_waiting(self, besides: SlotWaiter | None = None) -> int | None:
+        """The priority of the first waiter in line other than `besides`, if any."""
+        queue = self._queue
+        if not queue:
+            return None
+        if queue[0][2] is not besides:
+            return queue[0][0]
+        # A waiter is queued once, so the next in line is one of the head's two children.
+        rest = [entry[0] for entry in queue[1:3]]
+        return min(rest) if rest else None
+
     def wait(self, priority: int, waiter: SlotWaiter) -> None:
         """Queue `waiter` (once) for the next free slot; it is told by slot_granted()."""
         if id(waiter) not in self._queued:

@@ -12,12 +12,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import RecordConflictError
 
 from application.executors.context import TaskContext
+from application.executors.registry import ExecutorEntry
 from application.runner.attempt import (
     Attempt,
     AttemptError,
@@ -27,7 +28,7 @@ from application.runner.attempt import (
     RetryDue,
     describe,
 )
-from domain.errors import DomainError, UnknownExecutor
+from domain.errors import DomainError, InvalidSpec, UnknownExecutor
 from domain.events import TreeEvent
 from domain.inputs import dependency_results, resolve_inputs
 from domain.run_options import RunOptions, run_options
@@ -50,6 +51,7 @@ class RunStalled(RuntimeError):
 class Running:
     attempt: int
     job: asyncio.Task[None]
+    holds_slot: bool = True
 
 
 @dataclass
@@ -62,13 +64,31 @@ class Command:
     error: BaseException | None = None
 
 
+class Launch(NamedTuple):
+    task: Task
+    attempt: int
+    inputs: dict[str, Any]
+    options: RunOptions
+    entry: ExecutorEntry
+
+
+@dataclass
+class Inflight:
+    """A step whose events are being stored (and steps without events decided since)."""
+
+    future: asyncio.Future[None]
+    steps: list[Step]
+    events: list[TreeEvent]
+
+
 @dataclass
 class Step:
     """What one step decided; acted upon only once its events are stored."""
 
     outcomes: list[Outcome] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
-    launches: list[tuple[Task, int, dict[str, Any], RunOptions]] = field(default_factory=list)
+    launches: list[Launch] = field(default_factory=list)
+    freed: int = 0  # slots held by this run, unused by this step
     retries: list[tuple[str, int, float]] = field(default_factory=list)
 
 
@@ -81,8 +101,10 @@ class TreeRun:
         self.running: dict[str, Running] = {}
         self.waiting_retry: dict[str, asyncio.TimerHandle] = {}
         self.due: dict[str, int] = {}  # in-progress task id -> the attempt to start next
-        self.granted = 0  # slots handed to this run while it waited
+        self.granted = 0  # slots the pool handed to this run while it waited
+        self.reserved = 0  # slots freed by this run's own outcomes in the current step
         self.reload_requested = False
+        self.inflight: Inflight | None = None
         self._wake = asyncio.Event()
         self._options: dict[str, RunOptions] = {}
 
@@ -116,24 +138,38 @@ class TreeRun:
 
     # -- the loop ---------------------------------------------------------------------------
     async def run(self) -> TaskTree:
+        """Steps are pipelined: while one step's events are being stored, the next step is
+        decided in memory; its executors start only once its own save has succeeded."""
         try:
             self.tree.request_run()
             self._recover()
             while True:
-                if self.reload_requested:
+                if self.inflight is not None and self.inflight.future.done():
+                    if not await self._settle():
+                        continue
+                if self.reload_requested and self.inflight is None:
                     await self._reload()
                 step = self._decide()
-                if not await self._save(step):
-                    continue
-                self._act(step)
-                if self.tree.is_terminal and not self.commands and not self.inbox:
+                events = self.tree.collect_events()
+                if events:
+                    if self.inflight is not None and not await self._settle(also=step):
+                        continue
+                    self._send(step, events)
+                elif self.inflight is None:
+                    self._act(step)  # nothing to store (only commands that were refused)
+                else:
+                    self.inflight.steps.append(step)
+                if self.tree.is_terminal and self._quiet() and self.inflight is None:
                     return self.tree
-                if not (self.inbox or self.commands or self.reload_requested):
+                if self._quiet() and not (self.inflight and self.inflight.future.done()):
                     self._check_not_stalled()
                     await self._wake.wait()
                 self._wake.clear()
         finally:
             self._stop()
+
+    def _quiet(self) -> bool:
+        return not (self.inbox or self.commands or self.reload_requested)
 
     def _stop(self) -> None:
         for running in self.running.values():
@@ -143,15 +179,19 @@ class TreeRun:
             handle.cancel()
         self.waiting_retry.clear()
         self.runner.slots.forget(self)
-        if self.granted:
-            self.runner.slots.release(self.granted)
-            self.granted = 0
+        unacted = self.inflight.steps if self.inflight else []
+        held = self.granted + self.reserved + sum(s.freed + len(s.launches) for s in unacted)
+        if held:
+            self.runner.slots.release(held)
+            self.granted = self.reserved = 0
         for command in self.commands:
             if not command.future.done():
                 command.future.cancel()
 
     def _check_not_stalled(self) -> None:
-        if self.running or self.waiting_retry or self.due or self.tree.ready_tasks(1):
+        if self.inflight or self.running or self.waiting_retry or self.due:
+            return
+        if self.tree.ready_tasks(1):
             return
         if self.tree.is_terminal:
             return
@@ -182,25 +222,33 @@ class TreeRun:
     def _decide(self) -> Step:
         step = Step(outcomes=self.inbox, commands=self.commands)
         self.inbox, self.commands = [], []
-        progress: dict[str, Progress] = {}
+        progress: dict[str, Progress] = {}  # the latest report per task is enough
         for outcome in step.outcomes:
             if isinstance(outcome, Progress):
-                progress[outcome.task_id] = outcome  # the latest of a step is enough
-            else:
-                self._apply(outcome, step)
+                progress[outcome.task_id] = outcome
+                continue
+            if outcome.task_id in progress:  # it reported progress before it ended
+                self._record_progress(progress.pop(outcome.task_id))
+            self._apply(outcome, step)
         for item in progress.values():
-            if self._current(item.task_id, item.attempt):
-                try:
-                    self.tree.record_progress(item.task_id, item.fraction, item.message)
-                except DomainError as exc:
-                    log.warning("progress of %s ignored: %s", item.task_id, exc)
+            self._record_progress(item)
         for command in step.commands:
             try:
                 command.result = command.apply(self.tree)
             except DomainError as exc:
                 command.error = exc
         self._start_ready(step)
+        # Slots this step freed but did not use go back to the pool once its events are
+        # stored, so no other tree starts a task before this one's end is on record.
+        step.freed, self.granted, self.reserved = self.granted + self.reserved, 0, 0
         return step
+
+    def _record_progress(self, item: Progress) -> None:
+        if self._current(item.task_id, item.attempt):
+            try:
+                self.tree.record_progress(item.task_id, item.fraction, item.message)
+            except DomainError as exc:
+                log.warning("progress of %s ignored: %s", item.task_id, exc)
 
     def _current(self, task_id: str, attempt: int) -> bool:
         task = self.tree.tasks.get(task_id)
@@ -218,10 +266,16 @@ class TreeRun:
         running = self.running.get(task_id)
         if running is not None and running.attempt == attempt:
             del self.running[task_id]
+            if running.holds_slot:  # the slot passes to this run: this step may reuse it
+                running.holds_slot = False
+                self.reserved += 1
         if not self._current(task_id, attempt):
             return  # cancelled or re-decided meanwhile: this outcome no longer counts
         if isinstance(outcome, Done):
-            self.tree.complete(task_id, outcome.result)
+            try:
+                self.tree.complete(task_id, outcome.result)
+            except InvalidSpec as exc:
+                self.tree.fail(task_id, f"InvalidResult: {exc.message}")
             return
         assert isinstance(outcome, AttemptError)
         retry = self.options(self.tree.tasks[task_id]).retry
@@ -238,8 +292,7 @@ class TreeRun:
             del self.due[task_id]  # finished or cancelled since it fell due
         due = sorted(self.due, key=lambda i: (self.tree.tasks[i].priority, self.tree.tasks[i].seq))
         while True:
-            ready = self.tree.ready_tasks(1)
-            candidate = ready[0] if ready else None
+            candidate = self.tree.next_ready()
             if due:
                 first = self.tree.tasks[due[0]]
                 if candidate is None or (first.priority, first.seq) < (
@@ -248,9 +301,6 @@ class TreeRun:
                 ):
                     candidate = first
             if candidate is None:
-                if self.granted:  # granted while waiting, but nothing is left to start
-                    self.runner.slots.release(self.granted)
-                    self.granted = 0
                 break
             options = self.options(candidate)
             attempt = self.due.get(candidate.id, candidate.attempts + 1)
@@ -260,44 +310,67 @@ class TreeRun:
                 self.tree.complete(candidate.id, None)
                 continue
             try:
-                self.runner.executor_entry(options.executor_id)
+                entry = self.runner.executor_entry(options.executor_id)
             except UnknownExecutor as exc:
                 self._start(candidate.id, attempt, inputs, due)
                 self.tree.fail(candidate.id, f"UnknownExecutor: {exc.message}")
                 continue
-            if not self._take_slot():
+            if not self._take_slot(candidate.priority):
                 self.runner.slots.wait(candidate.priority, self)
                 break
             self._start(candidate.id, attempt, inputs, due)
-            step.launches.append((candidate, attempt, inputs, options))
+            step.launches.append(Launch(candidate, attempt, inputs, options, entry))
 
     def _start(self, task_id: str, attempt: int, inputs: dict[str, Any], due: list[str]) -> None:
         self.tree.start(task_id, attempt, inputs)
         if self.due.pop(task_id, None) is not None:
             due.remove(task_id)
 
-    def _take_slot(self) -> bool:
+    def _take_slot(self, priority: int) -> bool:
+        """A slot for a task of `priority`: one the pool handed us; else one our own outcomes
+        freed, unless a tree as urgent waits (it gets it once this step is stored: trees
+        take turns); else a free one."""
         if self.granted:
             self.granted -= 1
+            return True
+        waiting = self.runner.slots.most_urgent_waiting(besides=self)
+        if self.reserved and (waiting is None or priority < waiting):
+            self.reserved -= 1
             return True
         return self.runner.slots.try_take()
 
     # -- saving -----------------------------------------------------------------------------
-    async def _save(self, step: Step) -> bool:
+    def _send(self, step: Step, events: list[TreeEvent]) -> None:
+        saved_from = self.tree.version - len(events)
+        snapshot = self.runner.ledger.snapshot_due(self.tree, saved_from)
+        future = asyncio.ensure_future(
+            self.runner.store(self.runner.ledger.store_step, events, snapshot)
+        )
+        future.add_done_callback(lambda _: self._wake.set())
+        self.inflight = Inflight(future, [step], events)
+
+    async def _settle(self, also: Step | None = None) -> bool:
+        """Wait for the step in flight; act on it if stored. If it lost a race, undo it (and
+        `also`, decided on top of it), reload, and say so: the caller decides again."""
+        inflight, self.inflight = self.inflight, None
+        assert inflight is not None
         try:
-            events = await self.runner.store(self.runner.ledger.save_trees, self.tree)
+            await inflight.future
         except RecordConflictError:
             log.info("tree %s changed in another process; reloading", self.id)
-            self._undo(step)
+            for step in ([also] if also else []) + inflight.steps[::-1]:
+                self._undo(step)
             await self._reload()
             return False
-        self._publish(events)
+        self._publish(inflight.events)
+        for step in inflight.steps:
+            self._act(step)
         return True
 
     def _undo(self, step: Step) -> None:
-        """The step was not stored: give back its slots, keep its inputs for the next."""
-        if step.launches:
-            self.runner.slots.release(len(step.launches))
+        """The step was not stored: keep its slots and its inputs for the next."""
+        self.reserved += len(step.launches) + step.freed
+        step.freed = 0
         self.inbox[:0] = step.outcomes
         self.commands[:0] = step.commands
 
@@ -340,6 +413,9 @@ class TreeRun:
 
     # -- acting -----------------------------------------------------------------------------
     def _act(self, step: Step) -> None:
+        if step.freed:
+            self.runner.slots.release(step.freed)
+            step.freed = 0
         for command in step.commands:
             if not command.future.done():
                 if command.error is not None:
@@ -352,14 +428,11 @@ class TreeRun:
             self.waiting_retry[task_id] = loop.call_later(
                 delay, self.deliver, RetryDue(task_id, attempt)
             )
-        for task, attempt, inputs, options in step.launches:
-            self._launch(task, attempt, inputs, options)
+        for launch in step.launches:
+            self._launch(launch)
 
-    def _launch(
-        self, task: Task, attempt: int, inputs: dict[str, Any], options: RunOptions
-    ) -> None:
-        assert options.executor_id is not None
-        entry = self.runner.executor_entry(options.executor_id)
+    def _launch(self, launch: Launch) -> None:
+        task, attempt, inputs, options, entry = launch
         task_id = task.id
 
         def report(fraction: float, message: str | None = None) -> None:
@@ -377,11 +450,17 @@ class TreeRun:
         )
         attempt_run = Attempt(entry, context, inputs, options.timeout_s, self.deliver)
         job = asyncio.create_task(attempt_run.run(), name=f"flowledger:{task_id}#{attempt}")
-        job.add_done_callback(lambda job: self._attempt_ended(job, task_id, attempt))
-        self.running[task_id] = Running(attempt, job)
+        running = self.running[task_id] = Running(attempt, job)
+        job.add_done_callback(lambda job: self._attempt_ended(job, running, task_id))
 
-    def _attempt_ended(self, job: asyncio.Task[None], task_id: str, attempt: int) -> None:
-        self.runner.slots.release()
+    def _give_back(self, running: Running) -> None:
+        if running.holds_slot:
+            running.holds_slot = False
+            self.runner.slots.release()
+
+    def _attempt_ended(self, job: asyncio.Task[None], running: Running, task_id: str) -> None:
+        self._give_back(running)  # if its outcome has not already
+        attempt = running.attempt
         if job.cancelled():
             return
         exc = job.exception()
