@@ -230,13 +230,23 @@ async def run_tree(ledger: Ledger, tree_id: Any, concurrency: int) -> tuple[Any,
 
 
 def measure(
-    shape: str, size: int, concurrency: int, database_url: str | None, schema: str | None
+    shape: str,
+    size: int,
+    concurrency: int,
+    database_url: str | None,
+    schema: str | None,
+    synchronous: str = "FULL",
 ) -> Case:
     deps = dependencies(shape, size)
     payload = tree_payload(deps)
     with tempfile.TemporaryDirectory() as home:
         ledger = Ledger(
-            Settings(home=Path(home), database_url=database_url, database_schema=schema)
+            Settings(
+                home=Path(home),
+                database_url=database_url,
+                database_schema=schema,
+                sqlite_synchronous=synchronous,
+            )
         )
         try:
             gc.collect()
@@ -299,6 +309,12 @@ def main() -> None:
     parser.add_argument(
         "--database-url", help="PostgreSQL URL; each case uses a fresh schema, dropped after"
     )
+    parser.add_argument(
+        "--synchronous",
+        choices=["FULL", "NORMAL"],
+        default="FULL",
+        help="SQLite PRAGMA synchronous (FLOWLEDGER_SQLITE_SYNCHRONOUS); FULL is the default",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as JSON")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -312,7 +328,8 @@ def main() -> None:
     store = "postgresql" if args.database_url else "sqlite"
     info = machine()
     print(
-        f"store: {store}  concurrency: {args.concurrency}  cpus: {info['cpus']}  "
+        f"store: {store}  synchronous: {args.synchronous}  concurrency: {args.concurrency}  "
+        f"cpus: {info['cpus']}  "
         f"python {info['python']}  sqlite {info['sqlite']}"
     )
     print(HEADER, flush=True)
@@ -335,7 +352,9 @@ def main() -> None:
                     )
                     continue
             with fresh_schema(args.database_url) as schema:
-                case = measure(shape, size, args.concurrency, args.database_url, schema)
+                case = measure(
+                    shape, size, args.concurrency, args.database_url, schema, args.synchronous
+                )
             last[shape] = case
             row = case.row()
             rows.append(row)
