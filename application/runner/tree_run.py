@@ -144,9 +144,9 @@ class TreeRun:
             self.tree.request_run()
             self._recover()
             while True:
-                if self.inflight is not None and self.inflight.future.done():
-                    if not await self._settle():
-                        continue
+                stored = self.inflight is not None and self.inflight.future.done()
+                if stored and not await self._settle():
+                    continue
                 if self.reload_requested and self.inflight is None:
                     await self._reload()
                 step = self._decide()

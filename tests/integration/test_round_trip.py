@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -64,9 +65,9 @@ class RecordingLedger(Ledger):
         super().__init__(settings)
         self.emitted: list[Any] = []
 
-    def save(self, *objs: Any, **kwargs: Any) -> Any:
-        self.emitted.extend(objs)
-        return super().save(*objs, **kwargs)
+    def put(self, events: Sequence[Any]) -> None:  # every write of the Ledger goes here
+        self.emitted.extend(events)
+        super().put(events)
 
 
 @pytest.fixture

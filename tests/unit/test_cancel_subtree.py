@@ -42,5 +42,5 @@ def test_a_task_whose_whole_subtree_ended_is_not_cancelable() -> None:
     tree.cancel("b")
     with pytest.raises(NotCancelable, match="and so is everything under it"):
         tree.cancel("b")
-    with pytest.raises(NotCancelable, match="'c' is already cancelled$"):
+    with pytest.raises(NotCancelable, match=r"'c' is already cancelled$"):
         tree.cancel("c")
