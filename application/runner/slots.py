@@ -22,7 +22,7 @@ class Slots:
         self.limit = limit
         self.used = 0
         self._queue: list[tuple[int, int, SlotWaiter]] = []
-        self._queued: set[int] = set()
+        self._queued: dict[int, int] = {}  # id(waiter) -> the priority it waits at
         self._order = itertools.count()
 
     def try_take(self) -> bool:
@@ -43,14 +43,19 @@ class Slots:
         return min(rest) if rest else None
 
     def wait(self, priority: int, waiter: SlotWaiter) -> None:
-        """Queue `waiter` (once) for the next free slot; it is told by slot_granted()."""
-        if id(waiter) not in self._queued:
-            self._queued.add(id(waiter))
-            heapq.heappush(self._queue, (priority, next(self._order), waiter))
+        """Queue `waiter` (once) for the next free slot; it is told by slot_granted(). A
+        waiter already queued moves up if it now needs a slot for a more urgent task."""
+        queued = self._queued.get(id(waiter))
+        if queued is not None and queued <= priority:
+            return
+        if queued is not None:
+            self.forget(waiter)
+        self._queued[id(waiter)] = priority
+        heapq.heappush(self._queue, (priority, next(self._order), waiter))
 
     def forget(self, waiter: SlotWaiter) -> None:
         if id(waiter) in self._queued:
-            self._queued.discard(id(waiter))
+            del self._queued[id(waiter)]
             self._queue = [entry for entry in self._queue if entry[2] is not waiter]
             heapq.heapify(self._queue)
 
@@ -59,6 +64,6 @@ class Slots:
         assert self.used >= 0, "released more slots than were taken"
         while self._queue and self.used < self.limit:
             _, _, waiter = heapq.heappop(self._queue)
-            self._queued.discard(id(waiter))
+            del self._queued[id(waiter)]
             self.used += 1
             waiter.slot_granted()

@@ -111,3 +111,28 @@ def test_limits_and_over_release_are_refused() -> None:
     slots = Slots(1)
     with pytest.raises(AssertionError):
         slots.release()
+
+
+def test_a_waiter_moves_up_when_it_needs_a_slot_for_a_more_urgent_task() -> None:
+    slots = Slots(1)
+    assert slots.try_take()
+    granted: list[str] = []
+
+    class Waiter:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def slot_granted(self) -> None:
+            granted.append(self.name)
+
+    late, early = Waiter("late"), Waiter("early")
+    slots.wait(5, early)
+    slots.wait(3, late)
+    slots.wait(1, early)  # a priority-1 task of `early` became ready meanwhile
+    slots.wait(9, early)  # asking again for something less urgent changes nothing
+    assert slots.most_urgent_waiting() == 1
+    slots.release()
+    assert granted == ["early"]
+    slots.release()
+    assert granted == ["early", "late"]
+    assert slots.most_urgent_waiting() is None
