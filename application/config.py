@@ -27,7 +27,7 @@ class Settings:
     plugins: tuple[str, ...] = ()
     allow_commands: bool = False
     poll_interval_s: float = 0.25
-    sqlite_synchronous: str = "FULL"
+    sqlite_synchronous: str = "NORMAL"  # WAL + NORMAL: see docs/durability.md
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -41,7 +41,7 @@ class Settings:
         for module in plugins:
             if not all(part.isidentifier() for part in module.split(".")):
                 raise ConfigError(f"FLOWLEDGER_PLUGINS: {module!r} is not a module name")
-        synchronous = (env.get("FLOWLEDGER_SQLITE_SYNCHRONOUS") or "FULL").strip().upper()
+        synchronous = (env.get("FLOWLEDGER_SQLITE_SYNCHRONOUS") or "NORMAL").strip().upper()
         if synchronous not in ("FULL", "NORMAL"):
             raise ConfigError(
                 f"FLOWLEDGER_SQLITE_SYNCHRONOUS must be FULL or NORMAL: {synchronous!r}"
@@ -120,7 +120,7 @@ def store_env(settings: Settings) -> dict[str, str]:
     if not dbname:
         raise ConfigError("FLOWLEDGER_DATABASE_URL must name a database: postgresql://host/db")
     env |= {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": "application.postgres_store:PostgresStore",
         "POSTGRES_DBNAME": unquote(dbname),
         "POSTGRES_HOST": parts.hostname or "127.0.0.1",
         "POSTGRES_PORT": str(_port(parts)),

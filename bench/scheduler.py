@@ -235,7 +235,7 @@ def measure(
     concurrency: int,
     database_url: str | None,
     schema: str | None,
-    synchronous: str = "FULL",
+    synchronous: str = "NORMAL",
 ) -> Case:
     deps = dependencies(shape, size)
     payload = tree_payload(deps)
@@ -312,8 +312,8 @@ def main() -> None:
     parser.add_argument(
         "--synchronous",
         choices=["FULL", "NORMAL"],
-        default="FULL",
-        help="SQLite PRAGMA synchronous (FLOWLEDGER_SQLITE_SYNCHRONOUS); FULL is the default",
+        default="NORMAL",
+        help="SQLite PRAGMA synchronous (FLOWLEDGER_SQLITE_SYNCHRONOUS); NORMAL is the default",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as JSON")
     args = parser.parse_args()

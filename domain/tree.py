@@ -200,7 +200,7 @@ class TaskTree:
                 f"attempt {attempt} of {task_id!r} is not after attempt {task.attempts}",
                 ids=(task_id,),
             )
-        if task.status is TaskStatus.PENDING and not self.is_ready(task):
+        if task.status is TaskStatus.PENDING and not self._known_ready(task):
             waiting = [d.id for d in task.dependencies if not self._satisfies(d)]
             raise Conflict(
                 f"{task_id!r} is not ready: waiting for {', '.join(waiting)}",
@@ -322,12 +322,19 @@ class TaskTree:
             heapq.heappush(heap, entry)
         return [self.tasks[entry[2]] for entry in taken]
 
+    def _known_ready(self, task: Task) -> bool:
+        # A queued task that is still pending is ready: readiness is only lost by leaving
+        # pending, or by a structural change (which drops the queue).
+        if task.id in self._queued and task.status is TaskStatus.PENDING:
+            return True
+        return self.is_ready(task)
+
     def next_ready(self) -> Task | None:
         """The most urgent ready task (what ready_tasks(1) would give, without copying)."""
         heap = self._ready_heap()
         while heap:
             task = self.tasks.get(heap[0][2])
-            if task is not None and self.is_ready(task):
+            if task is not None and task.status is TaskStatus.PENDING:
                 return task
             self._queued.discard(heapq.heappop(heap)[2])
         return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -17,8 +18,13 @@ class TaskContext:
     name: str
     attempt: int  # 1 on the first run; higher on a retry or a re-run after a crash
     params: dict[str, Any]
-    dependency_results: dict[str, Any]  # {dependency id: result} of completed dependencies
+    results_of_dependencies: Callable[[], dict[str, Any]] = field(repr=False)
     report: Callable[[float, str | None], None] = field(repr=False)
+
+    @cached_property
+    def dependency_results(self) -> dict[str, Any]:
+        """{dependency id: result} of the dependencies that completed."""
+        return self.results_of_dependencies()
 
     def report_progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress (0..1); it is saved with the runner's next step."""

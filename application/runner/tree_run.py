@@ -445,7 +445,7 @@ class TreeRun:
             name=task.name,
             attempt=attempt,
             params=dict(task.params),
-            dependency_results=dependency_results(task, self.tree.tasks),
+            results_of_dependencies=lambda: dependency_results(task, self.tree.tasks),
             report=report,
         )
         attempt_run = Attempt(entry, context, inputs, options.timeout_s, self.deliver)
