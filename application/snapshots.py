@@ -15,7 +15,7 @@ import msgspec
 
 from domain.tree import TaskTree, TreeState, utcnow
 
-SCHEMA = 1
+SCHEMA = 2  # 2: Task.retry_at
 SNAPSHOT_TOPIC = f"tree.Snapshot/s{SCHEMA}"
 
 

@@ -4,7 +4,7 @@ re-checks rules that may have changed since) and it is the only code that change
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from msgspec import UNSET
@@ -88,6 +88,7 @@ def _started(state: TreeState, e: ev.Started) -> None:
     task.status = TaskStatus.IN_PROGRESS
     task.attempts = e.attempt
     task.progress = 0.0
+    task.retry_at = None
     if task.started_at is None:
         task.started_at = e.timestamp
 
@@ -106,7 +107,9 @@ def _completed(state: TreeState, e: ev.Completed) -> None:
 
 
 def _attempt_failed(state: TreeState, e: ev.AttemptFailed) -> None:
-    state.tasks[e.task_id].error = e.error
+    task = state.tasks[e.task_id]
+    task.error = e.error
+    task.retry_at = e.timestamp + timedelta(seconds=e.retry_in_s)
 
 
 def _end(state: TreeState, task_id: str, status: TaskStatus, error: str, at: datetime) -> None:

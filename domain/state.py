@@ -39,6 +39,7 @@ class Task(Struct, kw_only=True):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     has_copy: bool = False
+    retry_at: datetime | None = None  # set while a failed attempt waits for its retry
 
 
 class TreeState(Struct, kw_only=True):

@@ -131,11 +131,16 @@ class Attempt:
         task_id, attempt = self.context.task_id, self.context.attempt
         try:
             outcome = await self._call()
-        except asyncio.CancelledError:
-            await self._cancel_instance()
-            raise
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is None or current.cancelling():  # we were asked to stop
+                await self._cancel_instance()
+                raise
+            outcome = AttemptError(task_id, attempt, describe(exc))  # the executor's own
         except Exception as exc:
             outcome = AttemptError(task_id, attempt, describe(exc))
+        except SystemExit as exc:  # an executor must not end the process running the tree
+            outcome = AttemptError(task_id, attempt, describe(exc), retryable=False)
         self.post(outcome)
 
     async def _call(self) -> Outcome:

@@ -32,7 +32,7 @@ from domain.errors import DomainError, InvalidSpec, UnknownExecutor
 from domain.events import TreeEvent
 from domain.inputs import dependency_results, resolve_inputs
 from domain.run_options import RunOptions, run_options
-from domain.state import Task
+from domain.state import Task, utcnow
 from domain.status import TaskStatus
 from domain.tree import TaskTree
 
@@ -107,6 +107,7 @@ class TreeRun:
         self.inflight: Inflight | None = None
         self._wake = asyncio.Event()
         self._options: dict[str, RunOptions] = {}
+        self._interrupted: dict[str, int] = {}  # in progress when the run began: task -> attempt
 
     @property
     def id(self) -> UUID:
@@ -199,18 +200,49 @@ class TreeRun:
         raise RunStalled(f"tree {self.id} cannot make progress; pending: {stuck}")
 
     def _recover(self) -> None:
-        """Tasks left in progress by a process that died: run again, or fail if opted out."""
-        for task in self.tree.tasks.values():
-            if task.status is not TaskStatus.IN_PROGRESS:
+        """Tasks left in progress by a process that died: run again, or fail if opted out;
+        a task that was waiting for a retry keeps waiting for what is left of its delay."""
+        self._interrupted = {
+            t.id: t.attempts
+            for t in self.tree.tasks.values()
+            if t.status is TaskStatus.IN_PROGRESS and t.retry_at is None
+        }
+        self._decide_recovery()
+
+    def _decide_recovery(self) -> None:
+        """Apply (again, after a reload may have dropped it unsaved) what the run decided
+        at its start: the run is requested; interrupted tasks rerun or fail."""
+        self.tree.request_run()
+        for task_id, attempt in self._interrupted.items():
+            task = self.tree.tasks.get(task_id)
+            if task is None or task_id in self.running or not self._current(task_id, attempt):
                 continue
             if self.options(task).on_interrupt == "fail":
+                self.due.pop(task_id, None)
                 self.tree.fail(
-                    task.id,
-                    f"Interrupted: the process running attempt {task.attempts} stopped "
+                    task_id,
+                    f"Interrupted: the process running attempt {attempt} stopped "
                     'before it finished (on_interrupt is "fail")',
                 )
             else:
-                self.due[task.id] = task.attempts + 1
+                self.due.setdefault(task_id, attempt + 1)
+        self._arm_pending_retries()
+
+    def _arm_pending_retries(self) -> None:
+        """Timers for stored retries nobody waits for (after a restart or a reload)."""
+        loop = asyncio.get_running_loop()
+        now = utcnow()
+        for task in self.tree.tasks.values():
+            if (
+                task.status is TaskStatus.IN_PROGRESS
+                and task.retry_at is not None
+                and task.id not in self.waiting_retry
+                and task.id not in self.running
+            ):
+                delay = max(0.0, (task.retry_at - now).total_seconds())
+                self.waiting_retry[task.id] = loop.call_later(
+                    delay, self.deliver, RetryDue(task.id, task.attempts)
+                )
 
     def options(self, task: Task) -> RunOptions:
         found = self._options.get(task.id)
@@ -233,6 +265,7 @@ class TreeRun:
         for item in progress.values():
             self._record_progress(item)
         for command in step.commands:
+            command.error = None  # (a command may come back after a lost race)
             try:
                 command.result = command.apply(self.tree)
             except DomainError as exc:
@@ -352,16 +385,22 @@ class TreeRun:
     async def _settle(self, also: Step | None = None) -> bool:
         """Wait for the step in flight; act on it if stored. If it lost a race, undo it (and
         `also`, decided on top of it), reload, and say so: the caller decides again."""
-        inflight, self.inflight = self.inflight, None
+        inflight = self.inflight
         assert inflight is not None
         try:
             await inflight.future
         except RecordConflictError:
+            self.inflight = None
             log.info("tree %s changed in another process; reloading", self.id)
             for step in ([also] if also else []) + inflight.steps[::-1]:
                 self._undo(step)
             await self._reload()
             return False
+        except BaseException:  # stopped, or the store failed: _stop gives back their slots
+            if also is not None:
+                inflight.steps.append(also)
+            raise
+        self.inflight = None
         self._publish(inflight.events)
         for step in inflight.steps:
             self._act(step)
@@ -389,11 +428,14 @@ class TreeRun:
         for task in self.tree.tasks.values():  # in progress, yet nobody runs or waits for it
             if (
                 task.status is TaskStatus.IN_PROGRESS
+                and task.retry_at is None
                 and task.id not in self.running
                 and task.id not in self.waiting_retry
                 and task.id not in answered
+                and task.id not in self._interrupted
             ):
                 self.due.setdefault(task.id, task.attempts + 1)
+        self._decide_recovery()
 
     def _cancel_stale(self) -> None:
         """Stop executors whose attempt no longer counts (cancelled, or re-decided)."""
@@ -462,6 +504,9 @@ class TreeRun:
         self._give_back(running)  # if its outcome has not already
         attempt = running.attempt
         if job.cancelled():
+            if self.running.get(task_id) is running:  # cancelled, yet nobody asked it to stop
+                del self.running[task_id]
+                self.deliver(AttemptError(task_id, attempt, "CancelledError", retryable=False))
             return
         exc = job.exception()
         if exc is not None:  # the wrapper itself broke (e.g. SystemExit in an executor)
