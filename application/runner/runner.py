@@ -205,6 +205,13 @@ class Runner:
 
             try:
                 cancelled = await run.submit(cancel)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # our caller is being cancelled
+                # the run stopped before it took the command: write it to the store
+                outcomes += await self.store(self.ledger.cancel, [task_id], reason)
+                continue
             except NotCancelable as exc:
                 outcomes.append(
                     {"task_id": task_id, "status": "not_cancelable", "message": str(exc)}
