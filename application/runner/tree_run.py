@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import RecordConflictError
 
 from application.executors.context import TaskContext
-from application.executors.registry import ExecutorEntry
 from application.runner.attempt import (
     Attempt,
     AttemptError,
@@ -28,6 +26,7 @@ from application.runner.attempt import (
     RetryDue,
     describe,
 )
+from application.runner.steps import Command, Inflight, Launch, Running, Step
 from domain.errors import DomainError, InvalidSpec, UnknownExecutor
 from domain.events import TreeEvent
 from domain.inputs import dependency_results, resolve_inputs
@@ -45,51 +44,6 @@ R = TypeVar("R")
 
 class RunStalled(RuntimeError):
     """The tree is not finished yet nothing can run: a bug, reported rather than hung."""
-
-
-@dataclass
-class Running:
-    attempt: int
-    job: asyncio.Task[None]
-    holds_slot: bool = True
-
-
-@dataclass
-class Command:
-    """A change asked of this run by its own process (e.g. a cancel through the server)."""
-
-    apply: Callable[[TaskTree], Any]
-    future: asyncio.Future[Any]
-    result: Any = None
-    error: BaseException | None = None
-
-
-class Launch(NamedTuple):
-    task: Task
-    attempt: int
-    inputs: dict[str, Any]
-    options: RunOptions
-    entry: ExecutorEntry
-
-
-@dataclass
-class Inflight:
-    """A step whose events are being stored (and steps without events decided since)."""
-
-    future: asyncio.Future[None]
-    steps: list[Step]
-    events: list[TreeEvent]
-
-
-@dataclass
-class Step:
-    """What one step decided; acted upon only once its events are stored."""
-
-    outcomes: list[Outcome] = field(default_factory=list)
-    commands: list[Command] = field(default_factory=list)
-    launches: list[Launch] = field(default_factory=list)
-    freed: int = 0  # slots held by this run, unused by this step
-    retries: list[tuple[str, int, float]] = field(default_factory=list)
 
 
 class TreeRun:
