@@ -146,7 +146,7 @@ class TreeRun:
     def _check_not_stalled(self) -> None:
         if self.inflight or self.running or self.waiting_retry or self.due:
             return
-        if self.tree.ready_tasks(1):
+        if self.tree.next_ready() is not None:
             return
         if self.tree.is_terminal:
             return

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from application.ledger import Ledger
 from application.runner import Runner
+from application.runner.runner import Listener
 from application.views import tree_json
 from domain import events as ev
 from domain.status import TERMINAL, TaskStatus, TreeStatus
@@ -100,9 +101,6 @@ class LiveProgress:
                 line = describe_event(tree, event)
                 if line:
                     self.progress.console.print(f"[red]{line}[/]", highlight=False)
-
-
-Listener = Callable[[TaskTree, list[ev.TreeEvent]], None]
 
 
 def _display(as_json: bool, quiet: bool) -> tuple[AbstractContextManager[Any], Listener | None]:
