@@ -54,6 +54,22 @@ def check_count(field: str, value: object, *, minimum: int) -> None:
         raise InvalidSpec(f"{field}: {reason}", fields=[FieldError(field, reason)])
 
 
+def cancel_report(
+    task_id: str, outcome: list[str] | TaskNotFound | NotCancelable
+) -> dict[str, Any]:
+    """What a cancel of `task_id` did: the ids it cancelled, or why it could not."""
+    if isinstance(outcome, TaskNotFound):
+        return {"task_id": task_id, "status": "not_found", "message": str(outcome)}
+    if isinstance(outcome, NotCancelable):
+        return {"task_id": task_id, "status": "not_cancelable", "message": str(outcome)}
+    return {
+        "task_id": task_id,
+        "status": "cancelled",
+        "message": f"cancelled {len(outcome)} task(s)",
+        "cancelled_ids": outcome,
+    }
+
+
 class Ledger(Application[UUID]):
     """Stores every tree as the events of one TaskTree aggregate."""
 
@@ -322,21 +338,10 @@ class Ledger(Application[UUID]):
 
             try:
                 _, cancelled = self._change(task_id, cancel)
-            except TaskNotFound as exc:
-                outcomes.append({"task_id": task_id, "status": "not_found", "message": str(exc)})
-            except NotCancelable as exc:
-                outcomes.append(
-                    {"task_id": task_id, "status": "not_cancelable", "message": str(exc)}
-                )
+            except (TaskNotFound, NotCancelable) as exc:
+                outcomes.append(cancel_report(task_id, exc))
             else:
-                outcomes.append(
-                    {
-                        "task_id": task_id,
-                        "status": "cancelled",
-                        "message": f"cancelled {len(cancelled)} task(s)",
-                        "cancelled_ids": cancelled,
-                    }
-                )
+                outcomes.append(cancel_report(task_id, cancelled))
         return outcomes
 
     def plan_copy(

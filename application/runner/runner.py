@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from application.executors.registry import ExecutorEntry
-from application.ledger import Ledger
+from application.ledger import Ledger, cancel_report
 from application.runner.locks import TreeLocks, tree_locks
 from application.runner.slots import Slots
 from application.runner.tree_run import TreeRun
@@ -193,7 +193,7 @@ class Runner:
             try:
                 tree_id = await self.store(self.ledger.tree_id_of, task_id)
             except TaskNotFound as exc:
-                outcomes.append({"task_id": task_id, "status": "not_found", "message": str(exc)})
+                outcomes.append(cancel_report(task_id, exc))
                 continue
             run = self.runs.get(tree_id)
             if run is None:
@@ -213,18 +213,9 @@ class Runner:
                 outcomes += await self.store(self.ledger.cancel, [task_id], reason)
                 continue
             except NotCancelable as exc:
-                outcomes.append(
-                    {"task_id": task_id, "status": "not_cancelable", "message": str(exc)}
-                )
+                outcomes.append(cancel_report(task_id, exc))
             else:
-                outcomes.append(
-                    {
-                        "task_id": task_id,
-                        "status": "cancelled",
-                        "message": f"cancelled {len(cancelled)} task(s)",
-                        "cancelled_ids": cancelled,
-                    }
-                )
+                outcomes.append(cancel_report(task_id, cancelled))
         return outcomes
 
     # -- noticing other processes ---------------------------------------------------------

@@ -35,14 +35,14 @@ class Http:
     input_schema = HttpInputs
 
     async def execute(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        request = HttpInputs.model_validate(inputs)
-        async with httpx.AsyncClient(timeout=request.timeout, follow_redirects=True) as client:
+        # The runner has validated `inputs` against input_schema and merged in its fields.
+        async with httpx.AsyncClient(timeout=inputs["timeout"], follow_redirects=True) as client:
             response = await client.request(
-                request.method,
-                str(request.url),
-                headers=request.headers,
-                params=request.params or None,  # {} would drop the query in the url
-                json=request.json_body if "json" in inputs else None,
+                inputs["method"],
+                str(inputs["url"]),
+                headers=inputs["headers"],
+                params=inputs["params"] or None,  # {} would drop the query in the url
+                json=inputs["json_body"] if "json" in inputs else None,
             )
         body = response.content[:MAX_BODY]
         text = body.decode(response.encoding or "utf-8", errors="replace")

@@ -94,6 +94,17 @@ def write_tree(path: Path, tasks: list[dict[str, Any]]) -> Path:
     return path
 
 
+def child(prefix: str, name: str, *, method: str, **fields: Any) -> dict[str, Any]:
+    """A task `<prefix>-<name>` under the root `<prefix>-root`, run by `method`."""
+    return {
+        "id": f"{prefix}-{name}",
+        "name": name,
+        "parent_id": f"{prefix}-root",
+        "schemas": {"method": method},
+        **fields,
+    }
+
+
 def history(settings: Settings, task_id: str) -> list[Any]:
     ledger = Ledger(settings)
     try:
@@ -112,20 +123,8 @@ def test_a_cancel_from_another_process_stops_the_run(
         tmp_path / "tree.json",
         [
             {"id": f"{p}-root", "name": "root"},
-            {
-                "id": f"{p}-blocker",
-                "name": "blocker",
-                "parent_id": f"{p}-root",
-                "schemas": {"method": "test.gate"},
-                "inputs": {"path": never},
-            },
-            {
-                "id": f"{p}-after",
-                "name": "after",
-                "parent_id": f"{p}-root",
-                "dependencies": [f"{p}-blocker"],
-                "schemas": {"method": "echo"},
-            },
+            child(p, "blocker", method="test.gate", inputs={"path": never}),
+            child(p, "after", method="echo", dependencies=[f"{p}-blocker"]),
         ],
     )
     run = Run(["--json", str(source)], env)
@@ -160,38 +159,21 @@ def test_a_killed_run_resumes_with_nothing_lost_or_done_twice(
     env, settings = store
     p = uuid.uuid4().hex[:8]
     gate_file, attempts_log = tmp_path / "gate-open", tmp_path / "attempts.jsonl"
-    quick = [
-        {
-            "id": f"{p}-quick{i}",
-            "name": f"quick{i}",
-            "parent_id": f"{p}-root",
-            "priority": 0,
-            "schemas": {"method": "echo"},
-            "inputs": {"i": i},
-        }
-        for i in range(3)
-    ]
+    quick = [child(p, f"quick{i}", method="echo", priority=0, inputs={"i": i}) for i in range(3)]
     source = write_tree(
         tmp_path / "tree.json",
         [
             {"id": f"{p}-root", "name": "root"},
             *quick,
-            {
-                "id": f"{p}-gate",
-                "name": "gate",
-                "parent_id": f"{p}-root",
-                "priority": 1,
-                "dependencies": [q["id"] for q in quick],
-                "schemas": {"method": "test.gate"},
-                "inputs": {"path": str(gate_file), "log": str(attempts_log)},
-            },
-            {
-                "id": f"{p}-later",
-                "name": "later",
-                "parent_id": f"{p}-root",
-                "dependencies": [f"{p}-gate"],
-                "schemas": {"method": "echo"},
-            },
+            child(
+                p,
+                "gate",
+                method="test.gate",
+                priority=1,
+                dependencies=[q["id"] for q in quick],
+                inputs={"path": str(gate_file), "log": str(attempts_log)},
+            ),
+            child(p, "later", method="echo", dependencies=[f"{p}-gate"]),
         ],
     )
     run = Run([str(source)], env)
@@ -234,13 +216,7 @@ def test_resume_skips_a_tree_another_process_is_running(
         tmp_path / "tree.json",
         [
             {"id": f"{p}-root", "name": "root"},
-            {
-                "id": f"{p}-gate",
-                "name": "gate",
-                "parent_id": f"{p}-root",
-                "schemas": {"method": "test.gate"},
-                "inputs": {"path": str(gate_file)},
-            },
+            child(p, "gate", method="test.gate", inputs={"path": str(gate_file)}),
         ],
     )
     first = Run(["--json", str(source)], env)

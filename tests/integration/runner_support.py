@@ -19,6 +19,7 @@ from application.executors import TaskContext, current_task, executor
 from application.ledger import Ledger
 from domain import events as ev
 from domain.status import TaskStatus
+from tests.integration.support import task as task  # re-exported for the runner tests
 
 T = TypeVar("T")
 
@@ -258,15 +259,6 @@ async def progress(inputs: dict[str, Any], context: TaskContext) -> str:
 
 
 # -- reading what happened ----------------------------------------------------------------------
-def task(task_id: str, parent: str | None = None, **fields: Any) -> dict[str, Any]:
-    """A task item with an id (and the same name)."""
-    item: dict[str, Any] = {"id": task_id, "name": fields.pop("name", task_id)}
-    if parent is not None:
-        item["parent_id"] = parent
-    item.update(fields)
-    return item
-
-
 def run_by(executor_id: str, **inputs: Any) -> dict[str, Any]:
     """The fields of a task run by `executor_id` (picked through schemas.method)."""
     return {"schemas": {"method": executor_id}, "inputs": inputs}
