@@ -79,6 +79,8 @@ class Ledger(Application[UUID]):
         self, settings: Settings | None = None, executors: ExecutorRegistry | None = None
     ) -> None:
         self.settings = settings or Settings.from_env()
+        self.last_position = 0  # the notification log position of this Ledger's last write
+        self.on_stored: list[Callable[[int], None]] = []
         self.executors = executors or loaded_registry(self.settings.plugins)
         env = store_env(self.settings)
         with store_setup(self.settings):
@@ -155,8 +157,17 @@ class Ledger(Application[UUID]):
 
     def put(self, events: Sequence[Any]) -> None:
         """Store events in ONE transaction. (Application.save would first check each event
-        against a runtime Protocol, 8 us an event; ours are all known event types.)"""
-        self.events.put(list(events))
+        against a runtime Protocol, 8 us an event; ours are all known event types.)
+
+        Then note the notification position written (`last_position`, for read-your-writes)
+        and tell the `on_stored` listeners (a live projector, say) about it."""
+        recordings = self.events.put(list(events))
+        if recordings:
+            position = recordings[-1].notification.id
+            if position > self.last_position:
+                self.last_position = position
+            for listener in self.on_stored:
+                listener(position)
 
     def snapshot_due(self, tree: TaskTree, saved_from: int) -> StoredEvent | None:
         """`tree`'s snapshot, already encoded (so another thread may store it while the tree

@@ -50,6 +50,25 @@ TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
 }
 
 
+def tree_status(counts: Mapping[TaskStatus, int], total: int, run_requested: bool) -> TreeStatus:
+    """A tree's status, derived from how many of its `total` tasks are in each status:
+    completed when all completed; cancelled if any was cancelled; failed when anything else
+    ended it; pending until asked to run; in progress in between. A tree whose root was
+    removed (no tasks left) was abandoned: cancelled."""
+    if total == 0:
+        return TreeStatus.CANCELLED
+    ended = sum(counts.get(s, 0) for s in TERMINAL)
+    if ended == total:
+        if counts.get(TaskStatus.COMPLETED, 0) == total:
+            return TreeStatus.COMPLETED
+        if counts.get(TaskStatus.CANCELLED, 0):
+            return TreeStatus.CANCELLED
+        return TreeStatus.FAILED
+    if not run_requested and not counts.get(TaskStatus.IN_PROGRESS, 0):
+        return TreeStatus.PENDING
+    return TreeStatus.IN_PROGRESS
+
+
 def can_transition(current: TaskStatus, target: TaskStatus) -> bool:
     return target in TRANSITIONS[current]
 

@@ -33,7 +33,7 @@ from domain.graph import (
 from domain.mutator import STRUCTURAL, mutate, state_from_created
 from domain.specs import Dependency, TaskChanges, TaskSpec, check_json_value
 from domain.state import Task, TreeState, utcnow
-from domain.status import TERMINAL, TaskStatus, TreeStatus, check_transition
+from domain.status import TERMINAL, TaskStatus, TreeStatus, check_transition, tree_status
 
 __all__ = ["Task", "TaskTree", "TreeState", "project_tree", "utcnow"]
 
@@ -352,20 +352,8 @@ class TaskTree:
 
     @property
     def status(self) -> TreeStatus:
-        """Derived: completed when all completed; cancelled if any was cancelled; failed when
-        anything else ended it; pending until asked to run; in progress in between."""
-        if self.is_empty:  # its root was removed: abandoned, never completed
-            return TreeStatus.CANCELLED
-        counts = self.status_counts()
-        if all(s in TERMINAL for s, n in counts.items() if n):
-            if counts[TaskStatus.COMPLETED] == len(self.tasks):
-                return TreeStatus.COMPLETED
-            if counts[TaskStatus.CANCELLED]:
-                return TreeStatus.CANCELLED
-            return TreeStatus.FAILED
-        if not self.state.run_requested and not counts[TaskStatus.IN_PROGRESS]:
-            return TreeStatus.PENDING
-        return TreeStatus.IN_PROGRESS
+        """Derived from the status counts (see domain.status.tree_status)."""
+        return tree_status(self.status_counts(), len(self.tasks), self.state.run_requested)
 
     # -- internals -----------------------------------------------------------------------
     def _pending_task(self, task_id: str) -> Task:

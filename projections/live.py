@@ -1,0 +1,137 @@
+"""Live projection: a background thread keeps the read models up to date.
+
+It wakes when this process stores events (the Ledger's `on_stored` hook), when another
+process does (PostgreSQL LISTEN on the channel the event store NOTIFYs; on SQLite, which has
+no notifications, a poll every `poll_interval_s`), and applies everything new. A writer that
+wants to read its own write waits with `wait_for(position)` / `await caught_up(position)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from typing import Any
+
+from projections.projector import Projector
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_ERROR_S = 1.0
+
+
+class LiveProjector:
+    """Runs a Projector continuously in a daemon thread (start/stop, or `with`)."""
+
+    def __init__(
+        self,
+        projector: Projector,
+        *,
+        poll_interval_s: float = 0.25,
+        listen_url: str | None = None,
+    ) -> None:
+        self.projector = projector
+        self.poll_interval_s = poll_interval_s
+        self.listen_url = listen_url
+        self.last_error: BaseException | None = None
+        self._position = 0
+        self._changed = threading.Condition()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> LiveProjector:
+        self.projector.ledger.on_stored.append(self.poke)
+        self._spawn(self._project, "flowledger-projector")
+        channel = getattr(self.projector.ledger.recorder, "channel_name", None)
+        if self.listen_url and channel:
+            self._spawn(lambda: self._listen(channel), "flowledger-listener")
+        return self
+
+    def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.projector.ledger.on_stored.remove(self.poke)
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+        with self._changed:
+            self._changed.notify_all()
+
+    def __enter__(self) -> LiveProjector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- waiting ---------------------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def poke(self, _position: int = 0) -> None:
+        """Something was stored: project it now."""
+        self._wake.set()
+
+    def wait_for(self, position: int, timeout: float | None = None) -> bool:
+        """Block until the read models include notification `position` (read-your-writes);
+        False if `timeout` passed first or the projector stopped."""
+        self.poke()
+        with self._changed:
+            return (
+                self._changed.wait_for(
+                    lambda: self._position >= position or self._stop.is_set(), timeout
+                )
+                and self._position >= position
+            )
+
+    async def caught_up(self, position: int, timeout: float | None = None) -> bool:
+        """`wait_for` for asyncio callers (the server): waits in a worker thread."""
+        return await asyncio.to_thread(self.wait_for, position, timeout)
+
+    # -- threads ---------------------------------------------------------------------------
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _project(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.projector.catch_up(on_batch=lambda position, _n: self._advance(position))
+                self._advance(self.projector.last_position)
+                self.last_error = None
+                wait = self.poll_interval_s
+            except Exception as exc:  # keep projecting: a database blip must not end it
+                log.exception("projector batch failed; retrying")
+                self.last_error = exc
+                wait = RETRY_AFTER_ERROR_S
+            self._wake.wait(wait)
+
+    def _advance(self, position: int) -> None:
+        with self._changed:
+            if position > self._position:
+                self._position = position
+                self._changed.notify_all()
+
+    def _listen(self, channel: str) -> None:
+        """Wake the projector on every NOTIFY from the event store (any process)."""
+        import psycopg
+        from psycopg import sql
+
+        assert self.listen_url is not None
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.listen_url, autocommit=True) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    self.poke()  # anything stored while we were not listening
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self.poke()
+            except psycopg.Error:
+                log.exception("LISTEN connection lost; reconnecting")
+                self._stop.wait(RETRY_AFTER_ERROR_S)

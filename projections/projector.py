@@ -1,0 +1,290 @@
+"""The projector: the event store's notification log, in batches, into the read models.
+
+Each batch is applied in ONE read-model transaction together with its tracking position,
+so a crash between (or inside) batches neither applies an event twice nor skips one. The
+transaction starts by locking the tracking row (BEGIN IMMEDIATE on SQLite, SELECT ... FOR
+UPDATE on PostgreSQL), and the events are read after that position once the lock is held:
+any number of projectors (a server, CLI processes catching up) may run on one store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from eventsourcing.persistence import Notification
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from application.ledger import Ledger
+from domain import events as ev
+from projections.fold import BatchFold, TreeRecord, add_task_row, record_from_row, task_ids_named
+from projections.schema import (
+    PROJECTION,
+    READ_MODELS,
+    metadata,
+    positions,
+    task_counts,
+    tasks,
+    trees,
+)
+
+BATCH = 2_000
+REBUILD_BATCH = 10_000
+TREE_TOPIC = "tree."
+IN_CHUNK = 500  # ids per IN (...) lookup
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a projector stands: `position` applied out of `head` in the log."""
+
+    position: int
+    head: int
+    updated_at: datetime | None
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
+
+class Projector:
+    """Applies the Ledger's events to the read models held by `engine`."""
+
+    def __init__(self, ledger: Ledger, engine: Engine, name: str = PROJECTION) -> None:
+        self.ledger = ledger
+        self.engine = engine
+        self.name = name
+        self.last_position = 0  # as of this projector's last transaction
+        self._ensure_position()
+
+    # -- public ----------------------------------------------------------------------------
+    def head(self) -> int:
+        return self.ledger.recorder.max_notification_id() or 0
+
+    def position(self) -> int:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(positions.c.position).where(positions.c.name == self.name)
+            ).scalar()
+        return int(found or 0)
+
+    def progress(self) -> Progress:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(positions.c.position, positions.c.updated_at).where(
+                    positions.c.name == self.name
+                )
+            ).first()
+        head = self.head()
+        if row is None:
+            return Progress(0, head, None)
+        return Progress(int(row.position), head, row.updated_at)
+
+    def catch_up(
+        self,
+        until: int | None = None,
+        *,
+        batch: int = BATCH,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Apply batches until the position reaches `until` (default: the log's head as of
+        now); return the number of events applied. `on_batch(position, applied)` is called
+        after each committed batch."""
+        target = self.head() if until is None else until
+        applied = 0
+        while True:
+            done, position = self.project_batch(batch, stop=target)
+            applied += done
+            if on_batch is not None and done:
+                on_batch(position, done)
+            if position >= target or not done:
+                return applied
+
+    def project_batch(self, limit: int = BATCH, stop: int | None = None) -> tuple[int, int]:
+        """Apply at most `limit` notifications after the current position (up to `stop`),
+        in ONE transaction with the new position. Return (notifications read, position)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(writing=True)
+            with conn.begin():
+                position = self.last_position = self._lock_position(conn)
+                if stop is not None and position >= stop:
+                    return 0, position
+                found = self.ledger.recorder.select_notifications(
+                    start=position, limit=limit, stop=stop, inclusive_of_start=False
+                )
+                if not found:
+                    return 0, position
+                self._apply(conn, self._decode(found))
+                new_position = found[-1].id
+                conn.execute(
+                    positions.update()
+                    .where(positions.c.name == self.name)
+                    .values(position=new_position, updated_at=datetime.now(UTC))
+                )
+        self.last_position = new_position
+        return len(found), new_position
+
+    def rebuild(self, on_batch: Callable[[int, int], None] | None = None) -> int:
+        """Drop the read models and replay every event into them; return the count."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(writing=True)
+            with conn.begin():
+                self._lock_position(conn)
+                for table in READ_MODELS:
+                    table.drop(conn, checkfirst=True)
+                metadata.create_all(conn, tables=list(READ_MODELS))
+                conn.execute(
+                    positions.update()
+                    .where(positions.c.name == self.name)
+                    .values(position=0, updated_at=datetime.now(UTC))
+                )
+        return self.catch_up(batch=REBUILD_BATCH, on_batch=on_batch)
+
+    # -- internals -------------------------------------------------------------------------
+    def _ensure_position(self) -> None:
+        insert = _insert(self.engine, positions).values(
+            name=self.name, position=0, updated_at=datetime.now(UTC)
+        )
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(writing=True)
+            with conn.begin():
+                conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
+
+    def _lock_position(self, conn: sa.Connection) -> int:
+        query = sa.select(positions.c.position).where(positions.c.name == self.name)
+        if conn.dialect.name != "sqlite":  # SQLite: BEGIN IMMEDIATE already holds the lock
+            query = query.with_for_update()
+        found = conn.execute(query).scalar()
+        if found is None:
+            raise LookupError(f"no tracking row for projection {self.name!r}")
+        return int(found)
+
+    def _decode(self, found: Sequence[Notification]) -> list[ev.TreeEvent]:
+        to_event = self.ledger.mapper.to_domain_event
+        return [to_event(n) for n in found if n.topic.startswith(TREE_TOPIC)]  # type: ignore[misc]
+
+    def _apply(self, conn: sa.Connection, events: list[ev.TreeEvent]) -> None:
+        records = self._prefetch(conn, events)
+        fold = BatchFold(records, lambda record, task_id: self._load_tasks(conn, record, [task_id]))
+        for event in events:
+            fold.apply(event)
+        self._write(conn, records.values(), fold.user_counts)
+
+    def _prefetch(self, conn: sa.Connection, events: list[ev.TreeEvent]) -> dict[UUID, TreeRecord]:
+        """The stored rows of the trees and tasks the batch changes (not the ones it makes)."""
+        created: set[UUID] = set()
+        wanted: dict[UUID, set[str]] = {}
+        for event in events:
+            tree_id = event.originator_id
+            if isinstance(event, ev.Created):
+                created.add(tree_id)
+            elif tree_id not in created:
+                wanted.setdefault(tree_id, set()).update(task_ids_named(event))
+        records: dict[UUID, TreeRecord] = {}
+        for chunk in _chunks(list(wanted), IN_CHUNK):
+            for row in conn.execute(
+                sa.select(trees).where(trees.c.id.in_([str(t) for t in chunk]))
+            ):
+                records[UUID(row.id)] = record_from_row(row)
+        by_task: dict[str, TreeRecord] = {}
+        for tree_id, task_ids in wanted.items():
+            record = records.get(tree_id)
+            if record is None:
+                raise LookupError(f"the read models have no tree {tree_id}: rebuild them")
+            by_task.update(dict.fromkeys(task_ids, record))
+        for chunk in _chunks(list(by_task), IN_CHUNK):
+            for row in conn.execute(sa.select(tasks).where(tasks.c.id.in_(chunk))):
+                record = by_task[row.id]
+                if row.tree_id == str(record.state.id):
+                    add_task_row(record, row)
+        return records
+
+    @staticmethod
+    def _load_tasks(conn: sa.Connection, record: TreeRecord, task_ids: list[str]) -> None:
+        query = sa.select(tasks).where(
+            tasks.c.id.in_(task_ids), tasks.c.tree_id == str(record.state.id)
+        )
+        found = 0
+        for row in conn.execute(query):
+            add_task_row(record, row)
+            found += 1
+        if found != len(task_ids):
+            raise LookupError(
+                f"the read models miss tasks {task_ids} of tree {record.state.id}: rebuild them"
+            )
+
+    def _write(
+        self,
+        conn: sa.Connection,
+        records: Iterable[TreeRecord],
+        user_counts: dict[tuple[str, str], int],
+    ) -> None:
+        new_trees: list[dict[str, Any]] = []
+        old_trees: list[dict[str, Any]] = []
+        new_tasks: list[dict[str, Any]] = []
+        old_tasks: list[dict[str, Any]] = []
+        gone: list[str] = []
+        for record in records:
+            (new_trees if record.is_new else old_trees).append(record.tree_row())
+            for task_id in record.new_tasks:
+                new_tasks.append(record.task_row(task_id))
+            for task_id in record.touched - record.new_tasks:
+                old_tasks.append(record.task_row(task_id))
+            gone.extend(record.removed)
+        if gone:
+            for chunk in _chunks(gone, IN_CHUNK):
+                conn.execute(tasks.delete().where(tasks.c.id.in_(chunk)))
+        if new_trees:
+            conn.execute(trees.insert(), new_trees)
+        if old_trees:
+            conn.execute(_update_by_id(trees), [_keyed(r) for r in old_trees])
+        if new_tasks:
+            conn.execute(tasks.insert(), new_tasks)
+        if old_tasks:
+            conn.execute(_update_by_id(tasks), [_keyed(r) for r in old_tasks])
+        deltas = [
+            {"user_key": who, "status": status, "count": n}
+            for (who, status), n in sorted(user_counts.items())
+            if n
+        ]
+        if deltas:
+            upsert = _insert(conn, task_counts).values(
+                user_key=sa.bindparam("user_key"),
+                status=sa.bindparam("status"),
+                count=sa.bindparam("count"),
+            )
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=["user_key", "status"],
+                    set_={"count": task_counts.c.count + upsert.excluded["count"]},
+                ),
+                deltas,
+            )
+
+
+def _insert(bind: Engine | sa.Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT (it has ON CONFLICT on both databases)."""
+    return (sqlite.insert if bind.dialect.name == "sqlite" else postgresql.insert)(table)
+
+
+def _update_by_id(table: sa.Table) -> sa.Update:
+    return (
+        table.update()
+        .where(table.c.id == sa.bindparam("_id"))
+        .values({c.name: sa.bindparam(c.name) for c in table.columns if c.name != "id"})
+    )
+
+
+def _keyed(row: dict[str, Any]) -> dict[str, Any]:
+    row["_id"] = row.pop("id")
+    return row
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
