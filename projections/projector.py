@@ -265,6 +265,8 @@ class Projector:
                 ),
                 deltas,
             )
+            # a (user, status) with no task left has no row: as a rebuild would leave it
+            conn.execute(task_counts.delete().where(task_counts.c.count == 0))
 
 
 def _insert(bind: Engine | sa.Connection, table: sa.Table) -> Any:

@@ -83,6 +83,12 @@ def cli() -> None:
 
 
 def main() -> None:
-    from interfaces.cli import history, run, tasks  # noqa: F401  (registers the commands)
+    from interfaces.cli import (  # noqa: F401  (registers the commands)
+        events,
+        history,
+        projections,
+        run,
+        tasks,
+    )
 
     cli()

@@ -20,8 +20,8 @@ STYLE = {
 }
 
 
-def console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+def console(*, stderr: bool = False) -> Console:
+    return Console(highlight=False, soft_wrap=True, stderr=stderr)
 
 
 def _label(task: dict[str, Any], names: dict[str, str]) -> str:
@@ -55,13 +55,14 @@ def print_tree(root: dict[str, Any]) -> None:
 
 
 def print_history(entries: list[dict[str, Any]]) -> None:
-    table = Table("version", "event", "task", "details", box=None)
+    table = Table("version", "time (UTC)", "event", "task", "details", box=None)
     for e in entries:
         data = {k: v for k, v in e["data"].items() if v not in (None, [], {}, ())}
         if "tasks" in data:
             data["tasks"] = f"{len(data['tasks'])} tasks"
         details = _short(json.dumps(data, ensure_ascii=False, default=str))
-        table.add_row(str(e["version"]), e["type"], _short(e["task_id"] or "", 14), details)
+        when = (e["timestamp"] or "").replace("T", " ").rstrip("Z")
+        table.add_row(str(e["version"]), when, e["type"], _short(e["task_id"] or "", 14), details)
     console().print(table)
 
 

@@ -1,0 +1,130 @@
+"""`flowledger projections rebuild|status` and `flowledger events export` through the real CLI
+on a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from application.audit import read_export
+from application.codec import EventCodec
+from application.config import Settings
+from application.ledger import Ledger
+from domain.errors import InvalidSpec
+from interfaces.cli.main import cli
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipeline.json"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FLOWLEDGER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FLOWLEDGER_DATABASE_URL", raising=False)
+    from interfaces.cli import events, history, projections, run, tasks  # noqa: F401
+
+    return tmp_path / "home"
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args))
+
+
+def ran_tree() -> dict[str, Any]:
+    done = invoke("run", "--quiet", "--json", str(EXAMPLE))
+    assert done.exit_code == 0, done.output
+    tree: dict[str, Any] = json.loads(done.output)
+    return tree
+
+
+def test_status_shows_the_lag_and_rebuild_clears_it(home: Path) -> None:
+    ran_tree()
+    before = invoke("projections", "status", "--json")
+    assert before.exit_code == 0, before.output
+    status = json.loads(before.output)
+    assert status["position"] == 0
+    assert status["lag"] == status["head"] > 0
+
+    rebuilt = invoke("projections", "rebuild", "--json")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    report = json.loads(rebuilt.output)
+    assert report["events"] == report["position"] == status["head"]
+
+    after = json.loads(invoke("projections", "status", "--json").output)
+    assert after["lag"] == 0
+    assert after["position"] == status["head"]
+    human = invoke("projections", "status")
+    assert "up to date" in human.output
+
+
+def test_rebuild_prints_a_rate_for_people(home: Path) -> None:
+    ran_tree()
+    rebuilt = invoke("projections", "rebuild")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "rebuilt the read models from" in rebuilt.output
+    assert "events/s" in rebuilt.output
+
+
+def test_export_lines_read_back_into_the_same_events(home: Path, tmp_path: Path) -> None:
+    tree = ran_tree()
+    out = tmp_path / "tree.jsonl"
+    done = invoke("events", "export", tree["id"], "--output", str(out), "--json")
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output)
+    lines = out.read_bytes().splitlines()
+    assert summary == {"tree_id": tree["tree_id"], "events": len(lines), "output": str(out)}
+    assert all(json.loads(line)["tree_id"] == tree["tree_id"] for line in lines)
+
+    ledger = Ledger(Settings(home=home))
+    try:
+        assert isinstance(ledger.mapper, EventCodec)
+        stored = ledger.history(tree["id"])
+        assert read_export(lines, ledger.mapper) == stored
+    finally:
+        ledger.close()
+
+    to_stdout = invoke("events", "export", tree["children"][0]["id"])
+    assert to_stdout.exit_code == 0
+    assert to_stdout.output.encode().splitlines() == lines
+
+
+def test_export_refuses_unknown_ids_and_unwritable_files(home: Path, tmp_path: Path) -> None:
+    tree = ran_tree()
+    missing = invoke("events", "export", "no-such-task")
+    assert missing.exit_code == 1
+    assert "not found" in missing.stderr
+    blocked = invoke("events", "export", tree["id"], "-o", str(tmp_path / "nope" / "x.jsonl"))
+    assert blocked.exit_code == 2
+    assert "cannot write" in blocked.stderr
+    assert "Traceback" not in blocked.output
+
+
+def test_a_damaged_export_is_refused_naming_the_line(home: Path) -> None:
+    tree = ran_tree()
+    lines = invoke("events", "export", tree["id"]).output.splitlines()
+    ledger = Ledger(Settings(home=home))
+    try:
+        assert isinstance(ledger.mapper, EventCodec)
+        damaged = [*lines[:2], lines[2].replace('"version":3', '"version":"three"'), *lines[3:]]
+        with pytest.raises(InvalidSpec, match="line 3"):
+            read_export(damaged, ledger.mapper)
+        with pytest.raises(InvalidSpec, match="line 1"):
+            read_export(["{not json"], ledger.mapper)
+        unknown = lines[0].replace('"topic":"tree.Created"', '"topic":"tree.Exploded"')
+        with pytest.raises(InvalidSpec, match="line 1"):
+            read_export([unknown], ledger.mapper)
+    finally:
+        ledger.close()
+
+
+def test_history_prints_a_timeline_with_times(home: Path) -> None:
+    tree = ran_tree()
+    shown = invoke("history", tree["id"])
+    assert shown.exit_code == 0
+    assert "time (UTC)" in shown.output
+    assert "Completed" in shown.output
+    earlier = invoke("history", tree["id"], "--at", "1", "--json")
+    assert json.loads(earlier.output)["tree_status"] == "pending"
