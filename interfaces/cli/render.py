@@ -54,6 +54,25 @@ def print_tree(root: dict[str, Any]) -> None:
     console().print(top)
 
 
+def print_task_table(found: list[dict[str, Any]]) -> None:
+    if not found:
+        console().print("no tasks")
+        return
+    table = Table("created (UTC)", "status", "name", box=None)
+    table.add_column("id", no_wrap=True)  # whole: people copy ids from here
+    table.add_column("user")
+    for t in found:
+        status = t.get("tree_status") or t["status"]
+        table.add_row(
+            (t["created_at"] or "").replace("T", " ")[:19],
+            f"[{STYLE.get(status, '')}]{status}[/]",
+            escape(t["name"]),
+            escape(t["id"]),
+            escape(t["user_id"] or "-"),
+        )
+    console().print(table)
+
+
 def print_history(entries: list[dict[str, Any]]) -> None:
     table = Table("version", "time (UTC)", "event", "task", "details", box=None)
     for e in entries:

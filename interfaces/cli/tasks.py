@@ -7,7 +7,9 @@ import click
 from application.views import tree_json
 from domain.copying import CopyMode, plan_as_tasks
 from interfaces.cli.main import cli, emit, json_option, open_ledger, read_json
-from interfaces.cli.render import console, print_tree
+from interfaces.cli.projections import caught_up_read_model
+from interfaces.cli.render import console, print_task_table, print_tree
+from projections.queries import MAX_LIMIT, STATUSES
 
 
 @cli.group()
@@ -92,3 +94,50 @@ def cancel(task_ids: tuple[str, ...], as_json: bool) -> None:
     emit(outcomes, as_json, human)
     if any(o["status"] == "not_found" for o in outcomes):
         raise SystemExit(1)
+
+
+@tasks.command("list")
+@click.option("--user", "user_id", help="Only this user's tasks.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only tasks in this status.")
+@click.option("--all", "all_tasks", is_flag=True, help="Every task, not only roots.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@json_option
+def list_tasks(
+    user_id: str | None,
+    status: str | None,
+    all_tasks: bool,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List trees (root tasks), newest first, from the read models (brought up to date
+    first).
+
+    Example: flowledger tasks list --status failed --limit 20
+    """
+    with caught_up_read_model() as model:
+        found = model.list_tasks(
+            user_id=user_id, status=status, root_only=not all_tasks, limit=limit, offset=offset
+        )
+    emit(found, as_json, lambda: print_task_table(found))
+
+
+@tasks.command("count")
+@click.option("--user", "user_id", help="Only this user's tasks.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
+@json_option
+def count(user_id: str | None, status: str | None, as_json: bool) -> None:
+    """Count tasks by status, from the read models (brought up to date first).
+
+    Example: flowledger tasks count --user alice
+    """
+    with caught_up_read_model() as model:
+        counted = model.count(user_id=user_id, status=status)
+
+    def human() -> None:
+        for name, n in counted["by_status"].items():
+            click.echo(f"{name:<12}{n:>10,}")
+        click.echo(f"{'total':<12}{counted['total']:>10,}")
+
+    emit(counted, as_json, human)

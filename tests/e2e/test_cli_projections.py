@@ -128,3 +128,20 @@ def test_history_prints_a_timeline_with_times(home: Path) -> None:
     assert "Completed" in shown.output
     earlier = invoke("history", tree["id"], "--at", "1", "--json")
     assert json.loads(earlier.output)["tree_status"] == "pending"
+
+
+def test_reading_commands_catch_up_before_they_read(home: Path) -> None:
+    tree = ran_tree()  # another process's run, as far as the read models know
+    listed = invoke("tasks", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [(t["id"], t["tree_status"]) for t in json.loads(listed.output)] == [
+        (tree["id"], "completed")
+    ]
+    every = json.loads(invoke("tasks", "list", "--all", "--status", "completed", "--json").output)
+    assert len(every) == 1 + len(tree["children"])
+    counted = json.loads(invoke("tasks", "count", "--user", "demo", "--json").output)
+    assert counted["by_status"]["completed"] == counted["total"] == len(every)
+    assert json.loads(invoke("projections", "status", "--json").output)["lag"] == 0
+    bad = invoke("tasks", "list", "--status", "done")
+    assert bad.exit_code == 2
+    assert "--status" in bad.output
