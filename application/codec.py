@@ -62,6 +62,10 @@ class EventCodec(Mapper[UUID]):
             for old in range(1, version):
                 self._older[name if old == 1 else f"{name}/v{old}"] = (cls, old)
 
+    def topics(self, prefix: str) -> list[str]:
+        """Every topic this codec reads (current and older versions) starting `prefix`."""
+        return sorted(t for t in (*self._current, *self._older) if t.startswith(prefix))
+
     def topic_of(self, cls: type[Any]) -> str:
         return self._topic[cls]
 

@@ -23,7 +23,6 @@ from domain.specs import Dependency
 from domain.state import Task, TreeState
 from domain.status import TaskStatus, TreeStatus, tree_status
 
-TERMINAL_TREE = frozenset({TreeStatus.COMPLETED, TreeStatus.FAILED, TreeStatus.CANCELLED})
 STATUS_COLUMNS = tuple(s.value for s in TaskStatus)
 
 
@@ -84,7 +83,7 @@ class TreeRecord:
             "name": task.name,
             "status": task.status.value,
             "priority": task.priority,
-            "dependencies": [{"id": d.id, "required": d.required} for d in task.dependencies],
+            "dependencies": task.dependencies,  # Structs: JSON [{"id", "required"}] as written
             "inputs": task.inputs,
             "params": task.params,
             "schemas": task.schemas,
@@ -268,8 +267,9 @@ class BatchFold:
 
     @staticmethod
     def _finish(record: TreeRecord, at: datetime) -> None:
-        if record.status in TERMINAL_TREE:
-            if record.finished_at is None:
-                record.finished_at = at
-        else:
+        """A tree is finished when no task is left to run (tree_status is then terminal)."""
+        counts = record.counts
+        if counts[TaskStatus.PENDING] or counts[TaskStatus.IN_PROGRESS]:
             record.finished_at = None
+        elif record.finished_at is None:
+            record.finished_at = at

@@ -100,15 +100,19 @@ def rebuild(quiet: bool, as_json: bool) -> None:
                 on_batch=lambda position, _n: bar.update(job, completed=position)
             )
         seconds = time.perf_counter() - started
+        position = projector.last_position
         data = {
-            "events": applied,
-            "position": projector.last_position,
+            "events": applied,  # tree events (the log also holds task-id claims)
+            "position": position,
             "seconds": round(seconds, 3),
-            "events_per_second": round(applied / seconds) if seconds > 0 else None,
+            "log_entries_per_second": round(position / seconds) if seconds > 0 else None,
         }
 
     def human() -> None:
-        rate = f"{data['events_per_second']:,} events/s" if data["events_per_second"] else "-"
-        click.echo(f"rebuilt the read models from {applied:,} events in {seconds:.2f} s ({rate})")
+        rate = f"{data['log_entries_per_second']:,} log entries/s" if seconds else "-"
+        click.echo(
+            f"rebuilt the read models: {applied:,} tree events of {data['position']:,} log "
+            f"entries in {seconds:.2f} s ({rate})"
+        )
 
     emit(data, as_json, human)

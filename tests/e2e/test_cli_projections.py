@@ -51,7 +51,8 @@ def test_status_shows_the_lag_and_rebuild_clears_it(home: Path) -> None:
     rebuilt = invoke("projections", "rebuild", "--json")
     assert rebuilt.exit_code == 0, rebuilt.output
     report = json.loads(rebuilt.output)
-    assert report["events"] == report["position"] == status["head"]
+    assert report["position"] == status["head"]
+    assert 0 < report["events"] < report["position"]  # the log also holds task-id claims
 
     after = json.loads(invoke("projections", "status", "--json").output)
     assert after["lag"] == 0
@@ -64,8 +65,8 @@ def test_rebuild_prints_a_rate_for_people(home: Path) -> None:
     ran_tree()
     rebuilt = invoke("projections", "rebuild")
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert "rebuilt the read models from" in rebuilt.output
-    assert "events/s" in rebuilt.output
+    assert "rebuilt the read models:" in rebuilt.output
+    assert "log entries/s" in rebuilt.output
 
 
 def test_export_lines_read_back_into_the_same_events(home: Path, tmp_path: Path) -> None:

@@ -1,0 +1,116 @@
+"""Bulk row writes for the projector: the hot path of a rebuild.
+
+SQLAlchemy compiles each INSERT / UPDATE-by-id once per dialect; the rows then go to the
+DB-API's executemany with their values encoded here, column by column (JSON by msgspec, times
+as the fixed-width ISO text UTCDateTime keeps on SQLite). Measured on a 1M-event rebuild,
+SQLAlchemy's per-row parameter processing cost more than SQLite's insert itself; the values
+written are exactly those the column types would write, so reads go through SQLAlchemy as
+usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from projections.schema import UTCDateTime
+
+ID_PARAM = "_id"
+_encode_json = msgspec.json.Encoder().encode
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else _encode_json(value).decode()
+
+
+def _iso(value: datetime | None) -> str | None:
+    """UTCDateTime's SQLite text; one event's timestamp is often on many rows: cached."""
+    if value is None:
+        return None
+    text = _iso_cache.get(value)
+    if text is None:
+        if len(_iso_cache) > 10_000:
+            _iso_cache.clear()
+        text = _iso_cache[value] = value.astimezone(UTC).isoformat(timespec="microseconds")
+    return text
+
+
+_iso_cache: dict[datetime, str] = {}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _encoder(column: sa.Column[Any], dialect: Dialect) -> Callable[[Any], Any]:
+    if isinstance(column.type, sa.JSON):
+        return _json
+    if isinstance(column.type, UTCDateTime) and dialect.name == "sqlite":
+        return _iso
+    return _same
+
+
+class RowWriter:
+    """INSERT and UPDATE (by `id`) of whole rows of `table`, for one dialect and schema."""
+
+    def __init__(
+        self, table: sa.Table, dialect: Dialect, schema_map: dict[str | None, str] | None
+    ) -> None:
+        options: dict[str, Any] = {"dialect": dialect}
+        if schema_map:
+            options |= {"schema_translate_map": schema_map, "render_schema_translate": True}
+        insert = table.insert().compile(**options)
+        update = (
+            table.update()
+            .where(table.c.id == sa.bindparam(ID_PARAM))
+            .values({c.name: sa.bindparam(c.name) for c in table.columns if c.name != "id"})
+            .compile(**options)
+        )
+        encoders = {c.name: _encoder(c, dialect) for c in table.columns}
+        encoders[ID_PARAM] = _same
+        self._insert = (str(insert), self._shape(insert, encoders, dialect))
+        self._update = (str(update), self._shape(update, encoders, dialect))
+
+    @staticmethod
+    def _shape(
+        compiled: sa.Compiled, encoders: dict[str, Callable[[Any], Any]], dialect: Dialect
+    ) -> Callable[[dict[str, Any]], Any]:
+        """A function from a row to the DB-API parameters: a tuple in the statement's order
+        (SQLite's qmark style) or a dict (psycopg). Only columns that need it are encoded."""
+        names: list[str] | None = compiled.positiontup  # type: ignore[attr-defined]
+        if names is None:
+            names = list(compiled.params)  # the statement's bind names
+        special = [
+            (i, encoders[name]) for i, name in enumerate(names) if encoders[name] is not _same
+        ]
+        positional = compiled.positiontup is not None  # type: ignore[attr-defined]
+
+        def shape(row: dict[str, Any]) -> Any:
+            values = [row[name] for name in names]
+            for i, encode in special:
+                values[i] = encode(values[i])
+            return tuple(values) if positional else dict(zip(names, values, strict=True))
+
+        return shape
+
+    def insert(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+        self._run(conn, self._insert, rows)
+
+    def update(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Rows keyed by `id`: every other column is overwritten."""
+        self._run(conn, self._update, [{**row, ID_PARAM: row["id"]} for row in rows])
+
+    @staticmethod
+    def _run(
+        conn: sa.Connection,
+        statement: tuple[str, Callable[[dict[str, Any]], Any]],
+        rows: Sequence[dict[str, Any]],
+    ) -> None:
+        if rows:
+            sql, shape = statement
+            conn.exec_driver_sql(sql, [shape(row) for row in rows])
