@@ -22,9 +22,13 @@ MAX_NESTING = 100
 MAX_FIELD_ERRORS = 100
 INT_LIMIT = 2**63
 
-TaskId = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+# Ids, names and user ids are looked up and listed as database text, which (on PostgreSQL)
+# cannot hold the NUL character: refuse it at the door rather than store what cannot be read.
+NO_NUL = r"\A[^\x00]*\Z"
+TaskId = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=NO_NUL)]
 Priority = Annotated[int, Meta(ge=0, le=PRIORITY_MAX)]
-Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NO_NUL)]
+UserId = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=NO_NUL)]
 
 
 class Dependency(Struct, frozen=True, forbid_unknown_fields=True):
@@ -53,7 +57,7 @@ class _TaskInput(Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
     id: TaskId | None = None
     parent_id: TaskId | None = None
-    user_id: Annotated[str, Meta(max_length=MAX_ID_LENGTH)] | None = None
+    user_id: UserId | None = None
     priority: Priority = PRIORITY_DEFAULT
     dependencies: list[Dependency | TaskId] | None = None
     inputs: dict[str, Any] | None = None
@@ -121,6 +125,8 @@ def _field_error(error: msgspec.ValidationError, prefix: str) -> FieldError:
         reason = "unknown field" if named["what"] == "unknown" else f"{named['name']} is required"
         return FieldError(f"{where}.{named['name']}", reason)
     reason = match["reason"]
+    if reason.startswith("Expected `str` matching regex"):  # the only pattern is NO_NUL
+        reason = "must not contain the NUL character (U+0000)"
     if match["outer"]:
         reason = f"{reason} (in a key)"
     return FieldError(where, reason)

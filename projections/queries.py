@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from application.ledger import check_count
 from application.views import iso
 from domain.errors import FieldError, InvalidSpec, TaskNotFound
+from domain.specs import is_text
 from domain.status import TaskStatus, TreeStatus
 from projections.fold import user_key
 from projections.schema import task_counts, tasks, trees
@@ -58,6 +59,23 @@ def _json(row: Any) -> dict[str, Any]:
     return task_json(row, row.tree_status)
 
 
+def _lookup_id(task_id: object) -> str:
+    """An id that can be looked up; anything else (not text, a NUL, a lone surrogate) names
+    no task, as the Ledger says."""
+    if isinstance(task_id, str) and "\x00" not in task_id and is_text(task_id):
+        return task_id
+    shown = task_id if isinstance(task_id, str) else repr(task_id)
+    raise TaskNotFound(f"task {shown!r} not found", ids=(shown,))
+
+
+def _check_user(user_id: object) -> None:
+    if user_id is not None and (
+        not isinstance(user_id, str) or not user_id or "\x00" in user_id or not is_text(user_id)
+    ):
+        reason = "must be a user id (non-empty text without NUL)"
+        raise InvalidSpec(f"user_id: {reason}", fields=[FieldError("user_id", reason)])
+
+
 def _check_status(status: str | None) -> None:
     if status is not None and status not in STATUSES:
         reason = f"must be one of {', '.join(STATUSES)}"
@@ -74,8 +92,8 @@ class ReadModel:
         with self.engine.connect() as conn:
             return list(conn.execute(query))
 
-    def task(self, task_id: str) -> dict[str, Any]:
-        found = self._rows(_WITH_TREE_STATUS.where(tasks.c.id == task_id))
+    def task(self, task_id: Any) -> dict[str, Any]:
+        found = self._rows(_WITH_TREE_STATUS.where(tasks.c.id == _lookup_id(task_id)))
         if not found:
             raise TaskNotFound(f"task {task_id!r} not found", ids=(task_id,))
         return _json(found[0])
@@ -119,6 +137,7 @@ class ReadModel:
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Tasks newest first, filtered by user, status and whether they are roots."""
+        _check_user(user_id)
         _check_status(status)
         check_count("limit", limit, minimum=1)
         check_count("offset", offset, minimum=0)
@@ -134,6 +153,7 @@ class ReadModel:
 
     def running(self, *, user_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The root tasks of trees in progress (in any process), newest first."""
+        _check_user(user_id)
         check_count("limit", limit, minimum=1)
         query = _WITH_TREE_STATUS.where(tasks.c.is_root, trees.c.status == TreeStatus.IN_PROGRESS)
         if user_id is not None:
@@ -143,6 +163,7 @@ class ReadModel:
 
     def running_count(self, *, user_id: str | None = None) -> dict[str, Any]:
         """How many trees are in progress, and how many of their tasks are running now."""
+        _check_user(user_id)
         query = sa.select(
             sa.func.count(), sa.func.coalesce(sa.func.sum(trees.c.in_progress), 0)
         ).where(trees.c.status == TreeStatus.IN_PROGRESS)
@@ -154,14 +175,16 @@ class ReadModel:
             out["user_id"] = user_id
         return out
 
-    def running_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
+    def running_status(self, task_ids: list[Any]) -> list[dict[str, Any]]:
         """Per id (in the order given): its status, progress, error and whether it runs."""
-        found = {r.id: r for r in self._rows(_WITH_TREE_STATUS.where(tasks.c.id.in_(task_ids)))}
+        wanted = [t for t in task_ids if isinstance(t, str) and "\x00" not in t and is_text(t)]
+        found = {r.id: r for r in self._rows(_WITH_TREE_STATUS.where(tasks.c.id.in_(wanted)))}
         out = []
         for task_id in task_ids:
-            row = found.get(task_id)
+            row = found.get(task_id) if isinstance(task_id, str) else None
             if row is None:
-                out.append({"task_id": task_id, "status": "not_found", "is_running": False})
+                shown = task_id if isinstance(task_id, str) else repr(task_id)
+                out.append({"task_id": shown, "status": "not_found", "is_running": False})
                 continue
             out.append(
                 {
@@ -182,6 +205,7 @@ class ReadModel:
 
     def count(self, *, user_id: str | None = None, status: str | None = None) -> dict[str, Any]:
         """Tasks by status (all users, or one), from the kept counts: no table scan."""
+        _check_user(user_id)
         _check_status(status)
         query = sa.select(task_counts.c.status, sa.func.sum(task_counts.c.count)).group_by(
             task_counts.c.status

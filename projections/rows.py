@@ -47,11 +47,20 @@ def _same(value: Any) -> Any:
     return value
 
 
+def _no_nul(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL. Ids, names and user ids are refused with one at the
+    door; free text (an executor's error message) has it shown as U+FFFD here, and kept
+    exactly in the event store."""
+    return value if value is None or "\x00" not in value else value.replace("\x00", "\ufffd")
+
+
 def _encoder(column: sa.Column[Any], dialect: Dialect) -> Callable[[Any], Any]:
     if isinstance(column.type, sa.JSON):
         return _json
     if isinstance(column.type, UTCDateTime) and dialect.name == "sqlite":
         return _iso
+    if isinstance(column.type, sa.Text) and dialect.name == "postgresql":
+        return _no_nul
     return _same
 
 

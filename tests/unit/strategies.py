@@ -58,7 +58,7 @@ param_objects = st.sampled_from(
 
 # Ids and names: anything non-blank, but never containing ">" so a cycle path "a -> b" splits
 # unambiguously.
-_text_chars = st.characters(exclude_categories=("Cs",), exclude_characters=">")
+_text_chars = st.characters(exclude_categories=("Cs",), exclude_characters=">\x00")
 keys = st.text(_text_chars, min_size=1, max_size=10).filter(lambda s: s.strip() != "")
 priorities = st.one_of(st.none(), st.integers(min_value=0, max_value=4), st.just(PRIORITY_MAX))
 user_ids = st.one_of(st.none(), st.sampled_from(["alice", "bob"]))
