@@ -1,6 +1,6 @@
 """The rest of the demo, after `flowledger run examples/pipeline.json`: validation, a run that
 fails (with a retry and a skip cascade), a copy that re-runs only the failed part after a
-fix, and the audit trail of the failed run, on the embedded store."""
+fix, the audit trail of the failed run, and the read models, on the embedded store."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ from domain.copying import CopyMode
 from domain.errors import DomainError
 from domain.specs import parse_changes
 from domain.tree import TaskTree
-from interfaces.cli.render import print_history, print_tree
+from interfaces.cli.render import print_history, print_task_table, print_tree
+from projections.projector import Projector
+from projections.queries import ReadModel
+from projections.schema import create_read_engine
 
 EXAMPLE = Path(__file__).with_name("pipeline.json")
 say = Console(highlight=False).print
@@ -80,6 +83,20 @@ def main() -> None:
     then = ledger.state_at(refunds, version=version)
     say(f"\n[bold]5. The failed tree as it stood at version {version}[/] ({then.status.value}):")
     print_tree(tree_json(then))
+
+    say("\n[bold]6. The read models: the projector catches up, then queries need no replay.[/]")
+    engine = create_read_engine(ledger.settings)
+    projector = Projector(ledger, engine)
+    applied = projector.catch_up()
+    say(
+        f"  applied {applied} new tree events; the read models are at log position "
+        f"{projector.last_position} of {projector.head()}"
+    )
+    model = ReadModel(engine)
+    print_task_table(model.list_tasks(limit=5))
+    counts = model.count(user_id="demo")["by_status"]
+    say("  tasks of user demo: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    engine.dispose()
     ledger.close()
 
 
