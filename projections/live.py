@@ -76,10 +76,12 @@ class LiveProjector:
         """Something was stored: project it now."""
         self._wake.set()
 
-    def wait_for(self, position: int, timeout: float | None = None) -> bool:
+    def wait_for(self, position: int, timeout: float | None = None, *, wake: bool = True) -> bool:
         """Block until the read models include notification `position` (read-your-writes);
-        False if `timeout` passed first or the projector stopped."""
-        self.poke()
+        False if `timeout` passed first or the projector stopped. With `wake` (the default)
+        the projector looks at the log at once rather than at its next wake-up."""
+        if wake:
+            self.poke()
         with self._changed:
             return (
                 self._changed.wait_for(
