@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -222,6 +223,18 @@ class ReadModel:
         if user_id is not None:
             out["user_id"] = user_id
         return out
+
+    def resumable(self) -> list[UUID]:
+        """Trees asked to run that have not finished (what a restart should resume)."""
+        query = (
+            sa.select(trees.c.id)
+            .where(
+                trees.c.run_requested,
+                trees.c.status.in_([TreeStatus.PENDING, TreeStatus.IN_PROGRESS]),
+            )
+            .order_by(trees.c.created_at, trees.c.id)
+        )
+        return [UUID(row.id) for row in self._rows(query)]
 
     def tree_rows(self) -> list[dict[str, Any]]:
         """Every tree row (for audits and tests)."""

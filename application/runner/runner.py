@@ -150,11 +150,19 @@ class Runner:
         """Run the tree to its end and return it."""
         return await (await self.start(tree_id))
 
-    async def resume(self) -> dict[UUID, asyncio.Task[TaskTree]]:
+    async def resume(
+        self, candidates: Iterable[UUID] | None = None
+    ) -> dict[UUID, asyncio.Task[TaskTree]]:
         """Start every tree that was asked to run and has not finished, unless another
-        process runs it; returns the runs started, by tree id."""
+        process runs it; returns the runs started, by tree id. `candidates` (say, from the
+        read models) spares the scan of the whole log; each is checked against its events."""
         started: dict[UUID, asyncio.Task[TaskTree]] = {}
-        for tree_id in await self.store(self.unfinished):
+        wanted = (
+            await self.store(self.unfinished)
+            if candidates is None
+            else await self.store(self.still_unfinished, list(candidates))
+        )
+        for tree_id in wanted:
             if tree_id in self.jobs:
                 continue
             try:
@@ -176,10 +184,15 @@ class Runner:
             if len(page) < SCAN_PAGE:
                 break
             start = page[-1].id + 1
+        return self.still_unfinished(list(candidates))
+
+    def still_unfinished(self, candidates: list[UUID]) -> list[UUID]:
+        """The candidates whose run was requested and that are not terminal, per the store."""
         found = []
         for tree_id in candidates:
             with contextlib.suppress(TaskNotFound):
-                if not self.ledger.load(tree_id).is_terminal:
+                tree = self.ledger.load(tree_id)
+                if tree.state.run_requested and not tree.is_terminal:
                     found.append(tree_id)
         return found
 

@@ -12,6 +12,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from application.config import ConfigError
+from application.ledger import Ledger
 from interfaces.cli.main import cli, emit, fail, json_option, open_ledger
 from interfaces.cli.render import console
 from projections.projector import Projector
@@ -20,17 +21,23 @@ from projections.schema import create_read_engine, read_model_url
 
 
 @contextmanager
+def projector_of(ledger: Ledger) -> Iterator[Projector]:
+    """The projector of `ledger`'s read models (created if missing); a bad store exits 2."""
+    try:
+        engine = create_read_engine(ledger.settings)
+    except ConfigError as exc:
+        fail(str(exc))
+    try:
+        yield Projector(ledger, engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
 def open_projector() -> Iterator[Projector]:
-    """The configured store's projector (the read models created if missing)."""
-    with open_ledger() as ledger:
-        try:
-            engine = create_read_engine(ledger.settings)
-        except ConfigError as exc:
-            fail(str(exc))
-        try:
-            yield Projector(ledger, engine)
-        finally:
-            engine.dispose()
+    """The configured store's projector."""
+    with open_ledger() as ledger, projector_of(ledger) as projector:
+        yield projector
 
 
 @contextmanager

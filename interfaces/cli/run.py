@@ -22,9 +22,18 @@ from domain import events as ev
 from domain.status import TERMINAL, TaskStatus, TreeStatus
 from domain.tree import TaskTree
 from interfaces.cli.main import cli, emit, json_option, open_ledger, read_json
+from interfaces.cli.projections import projector_of
 from interfaces.cli.render import print_tree
+from projections.queries import ReadModel
 
 EXIT_INTERRUPTED = 130
+
+
+def resumable(ledger: Ledger) -> list[UUID]:
+    """Trees to resume, from the read models brought up to date (no scan of the log)."""
+    with projector_of(ledger) as projector:
+        projector.catch_up()
+        return ReadModel(projector.engine).resumable()
 
 
 def describe_event(tree: TaskTree, event: ev.TreeEvent) -> str | None:
@@ -170,9 +179,10 @@ def run(
             async def body(runner: Runner) -> list[TaskTree]:
                 return [await runner.run(created.id)]
         else:
+            candidates = resumable(ledger)
 
             async def body(runner: Runner) -> list[TaskTree]:
-                started = await runner.resume()
+                started = await runner.resume(candidates)
                 if not started and not quiet:
                     click.echo("nothing to resume", err=True)
                 return [await job for job in started.values()]

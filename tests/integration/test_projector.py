@@ -263,3 +263,28 @@ def test_rebuild_resets_the_tracking_row(ledger: Ledger, engine: sa.Engine) -> N
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(positions)).scalar() == 1
     assert projector.progress().lag == 0
+
+
+def test_resume_candidates_come_from_the_read_models(ledger: Ledger, engine: sa.Engine) -> None:
+    """Trees asked to run and not finished: what `flowledger run --resume` resumes, found
+    without scanning the log; the Runner still checks each against its events."""
+    from application.runner import Runner
+    from tests.integration.runner_support import arun
+
+    ledger.create_tree([task("running"), task("step", "running", schemas={"method": "noop"})])
+    tree = ledger.request_run("running")
+    tree.start("step", 1, {})
+    ledger.save_trees(tree)
+    ledger.create_tree([task("done")])
+    run_task(ledger, "done", tree=ledger.request_run("done"))
+    ledger.create_tree([task("idle")])
+    Projector(ledger, engine).catch_up()
+    assert ReadModel(engine).resumable() == [ledger.tree_id_of("running")]
+
+    async def resume() -> list[Any]:
+        async with Runner(ledger) as runner:
+            everything = [ledger.tree_id_of(t) for t in ("running", "done", "idle")]
+            started = await runner.resume(everything)
+            return [(tree_id, (await job).status.value) for tree_id, job in started.items()]
+
+    assert arun(resume) == [(ledger.tree_id_of("running"), "completed")]
