@@ -55,6 +55,7 @@ class _Line(msgspec.Struct, forbid_unknown_fields=True):
 def read_export(lines: Iterable[bytes | str], codec: EventCodec) -> list[TreeEvent]:
     """The events of an export, as objects; a bad line is refused naming its number."""
     decoder = msgspec.json.Decoder(_Line)
+    tree_topics = {t for t in codec.topics("tree.") if not t.startswith("tree.Snapshot")}
     events: list[TreeEvent] = []
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -64,6 +65,10 @@ def read_export(lines: Iterable[bytes | str], codec: EventCodec) -> list[TreeEve
             line = decoder.decode(raw)
             if line.format != FORMAT:
                 raise ValueError(f"format {line.format!r} is not {FORMAT!r}")
+            if line.topic not in tree_topics:
+                raise ValueError(f"topic {line.topic!r} is not a tree event")
+            if line.topic.removeprefix("tree.").split("/")[0] != line.type:
+                raise ValueError(f"type {line.type!r} does not match topic {line.topic!r}")
             state = dict(line.data, timestamp=line.timestamp)
             state |= {"originator_id": str(line.tree_id), "originator_version": line.version}
             if line.task_id is not None:

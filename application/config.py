@@ -127,6 +127,9 @@ def store_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_USER": unquote(parts.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_CONNECT_TIMEOUT": "10",
+        # The library's insert function takes no table lock; the projector relies on the
+        # lock that gives notification ids in commit order (ADR 0010).
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
     }
     if settings.database_schema:
         env["POSTGRES_SCHEMA"] = settings.database_schema

@@ -3,7 +3,8 @@
 It wakes when this process stores events (the Ledger's `on_stored` hook), when another
 process does (PostgreSQL LISTEN on the channel the event store NOTIFYs; on SQLite, which has
 no notifications, a poll every `poll_interval_s`), and applies everything new. A writer that
-wants to read its own write waits with `wait_for(position)` / `await caught_up(position)`.
+wants to read its own write waits with `wait_for(position)` / `await caught_up(position)`;
+both answer False at once while the projector is failing (see `last_error`) or stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from projections.projector import Projector
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_ERROR_S = 1.0
+MAX_RETRY_S = 30.0
+
+
+def _settle(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 class LiveProjector:
@@ -37,12 +44,16 @@ class LiveProjector:
         self.last_error: BaseException | None = None
         self._position = 0
         self._changed = threading.Condition()
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[bool]]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> LiveProjector:
+        if self._threads:
+            raise RuntimeError("this LiveProjector is already running")
+        self._stop.clear()
         self.projector.ledger.on_stored.append(self.poke)
         self._spawn(self._project, "flowledger-projector")
         channel = getattr(self.projector.ledger.recorder, "channel_name", None)
@@ -51,6 +62,7 @@ class LiveProjector:
         return self
 
     def stop(self) -> None:
+        """Stop after the batch in progress (not the whole backlog)."""
         with contextlib.suppress(ValueError):
             self.projector.ledger.on_stored.remove(self.poke)
         self._stop.set()
@@ -58,8 +70,11 @@ class LiveProjector:
         for thread in self._threads:
             thread.join()
         self._threads.clear()
-        with self._changed:
-            self._changed.notify_all()
+        self._notify()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._threads) and not self._stop.is_set()
 
     def __enter__(self) -> LiveProjector:
         return self.start()
@@ -76,23 +91,58 @@ class LiveProjector:
         """Something was stored: project it now."""
         self._wake.set()
 
+    def _answer(self, position: int) -> bool | None:
+        """True once `position` is in; False while failing or stopped; None: keep waiting."""
+        if self._position >= position:
+            return True
+        if self.last_error is not None or not self.running:
+            return False
+        return None
+
     def wait_for(self, position: int, timeout: float | None = None, *, wake: bool = True) -> bool:
-        """Block until the read models include notification `position` (read-your-writes);
-        False if `timeout` passed first or the projector stopped. With `wake` (the default)
-        the projector looks at the log at once rather than at its next wake-up."""
+        """Block until the read models include notification `position` (read-your-writes).
+        False if `timeout` passes first, or at once while the projector is failing or
+        stopped. With `wake` (the default) the projector looks at the log at once rather
+        than at its next wake-up."""
         if wake:
             self.poke()
         with self._changed:
-            return (
-                self._changed.wait_for(
-                    lambda: self._position >= position or self._stop.is_set(), timeout
-                )
-                and self._position >= position
-            )
+            self._changed.wait_for(lambda: self._answer(position) is not None, timeout)
+            return self._answer(position) is True
 
     async def caught_up(self, position: int, timeout: float | None = None) -> bool:
-        """`wait_for` for asyncio callers (the server): waits in a worker thread."""
-        return await asyncio.to_thread(self.wait_for, position, timeout)
+        """`wait_for` for asyncio callers (the server). It holds no thread while it waits:
+        the projector settles a future on the caller's loop."""
+        self.poke()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        with self._changed:
+            answer = self._answer(position)
+            if answer is not None:
+                return answer
+            entry = (position, loop, future)
+            self._waiters.append(entry)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            with self._changed, contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+
+    def _notify(self) -> None:
+        """Wake the waiters that have their answer (call with or without the lock)."""
+        with self._changed:
+            self._changed.notify_all()
+            keep = []
+            for position, loop, future in self._waiters:
+                answer = self._answer(position)
+                if answer is None:
+                    keep.append((position, loop, future))
+                else:
+                    with contextlib.suppress(RuntimeError):  # that loop has closed
+                        loop.call_soon_threadsafe(_settle, future, answer)
+            self._waiters = keep
 
     # -- threads ---------------------------------------------------------------------------
     def _spawn(self, target: Any, name: str) -> None:
@@ -101,24 +151,34 @@ class LiveProjector:
         thread.start()
 
     def _project(self) -> None:
+        retry_in = RETRY_AFTER_ERROR_S
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                self.projector.catch_up(on_batch=lambda position, _n: self._advance(position))
+                self.projector.catch_up(
+                    on_batch=lambda position, _n: self._advance(position),
+                    stop_when=self._stop.is_set,
+                )
                 self._advance(self.projector.last_position)
-                self.last_error = None
-                wait = self.poll_interval_s
             except Exception as exc:  # keep projecting: a database blip must not end it
-                log.exception("projector batch failed; retrying")
+                if repr(exc) != repr(self.last_error):
+                    log.exception("projector batch failed; retrying (repeats not logged)")
                 self.last_error = exc
-                wait = RETRY_AFTER_ERROR_S
-            self._wake.wait(wait)
+                self._notify()
+                self._stop.wait(retry_in)  # a backoff that new events do not cut short
+                retry_in = min(MAX_RETRY_S, retry_in * 2)
+                continue
+            if self.last_error is not None:
+                log.info("projector recovered")
+                self.last_error = None
+            retry_in = RETRY_AFTER_ERROR_S
+            self._wake.wait(self.poll_interval_s)
 
     def _advance(self, position: int) -> None:
         with self._changed:
             if position > self._position:
                 self._position = position
-                self._changed.notify_all()
+            self._notify()
 
     def _listen(self, channel: str) -> None:
         """Wake the projector on every NOTIFY from the event store (any process)."""

@@ -28,6 +28,7 @@ from projections.rows import RowWriter
 from projections.schema import (
     PROJECTION,
     READ_MODELS,
+    SCHEMA_VERSION,
     metadata,
     positions,
     task_counts,
@@ -39,15 +40,23 @@ BATCH = 2_000
 REBUILD_BATCH = 20_000
 TREE_TOPIC = "tree."
 IN_CHUNK = 500  # ids per IN (...) lookup
+LOCK_TIMEOUT_S = 60  # PostgreSQL: most time to wait for another projector's batch
+
+
+class ReadModelsAhead(LookupError):
+    """The tracking position names an event the log no longer holds (the event store lost
+    its last commits, or was restored or replaced): projecting on would skip new events."""
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a projector stands: `position` applied out of `head` in the log."""
+    """Where a projector stands: `position` applied out of `head` in the log; `ahead` when
+    the position is not in the log any more (see ReadModelsAhead)."""
 
     position: int
     head: int
     updated_at: datetime | None
+    ahead: bool = False
 
     @property
     def lag(self) -> int:
@@ -73,23 +82,16 @@ class Projector:
         return self.ledger.recorder.max_notification_id() or 0
 
     def position(self) -> int:
-        with self.engine.connect() as conn:
-            found = conn.execute(
-                sa.select(positions.c.position).where(positions.c.name == self.name)
-            ).scalar()
-        return int(found or 0)
+        return self._tracking()[0]
 
     def progress(self) -> Progress:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(positions.c.position, positions.c.updated_at).where(
-                    positions.c.name == self.name
-                )
-            ).first()
+        position, anchor, updated_at = self._tracking()
         head = self.head()
-        if row is None:
-            return Progress(0, head, None)
-        return Progress(int(row.position), head, row.updated_at)
+        try:
+            self._check_anchor(position, anchor, head)
+        except ReadModelsAhead:
+            return Progress(position, head, updated_at, ahead=True)
+        return Progress(position, head, updated_at)
 
     def catch_up(
         self,
@@ -97,34 +99,46 @@ class Projector:
         *,
         batch: int = BATCH,
         on_batch: Callable[[int, int], None] | None = None,
+        stop_when: Callable[[], bool] | None = None,
     ) -> int:
         """Apply batches until the position reaches `until` (default: the log's head as of
-        now); return the number of events applied. `on_batch(position, applied)` is called
-        after each committed batch."""
-        target = self.head() if until is None else until
+        now); return the number of tree events applied. `on_batch(position, applied)` is
+        called after each committed batch; `stop_when()` is asked between batches. Up to
+        date already, it only reads (no write lock). Raises ReadModelsAhead when the read
+        models hold events the log no longer has."""
+        head = self.head()
+        target = head if until is None else min(until, head)
+        position, anchor, _ = self._tracking()
+        self._check_anchor(position, anchor, head)
+        if position >= target:
+            self.last_position = position
+            return 0
         applied = 0
         while True:
             done, position = self.project_batch(batch, stop=target)
             applied += done
             if on_batch is not None and done:
                 on_batch(position, done)
-            if position >= target or not done:
+            if position >= target or not done or (stop_when is not None and stop_when()):
                 return applied
 
     def project_batch(self, limit: int = BATCH, stop: int | None = None) -> tuple[int, int]:
-        """Apply at most `limit` tree events after the current position (up to `stop`,
-        default the log's head), in ONE transaction with the new position. Return (tree
-        events applied, new position). Other entries of the log (task-id claims) are not
-        even read: the position moves past them."""
+        """Apply at most `limit` tree events after the current position (up to `stop`, at
+        most the log's head), in ONE transaction with the new position. Return (tree events
+        applied, new position). Other entries of the log (task-id claims) are not even
+        read: the position moves past them."""
+        recorder = self.ledger.recorder
         with self.engine.connect() as conn:
             conn = conn.execution_options(writing=True)
             with conn.begin():
-                position = self.last_position = self._lock_position(conn)
-                if stop is None:
-                    stop = self.head()
+                position, anchor = self._lock_position(conn)
+                self.last_position = position
+                head = self.head()
+                self._check_anchor(position, anchor, head)
+                stop = head if stop is None else min(stop, head)
                 if position >= stop:
                     return 0, position
-                found = self.ledger.recorder.select_notifications(
+                found = recorder.select_notifications(
                     start=position,
                     limit=limit,
                     stop=stop,
@@ -132,16 +146,20 @@ class Projector:
                     inclusive_of_start=False,
                 )
                 # a short batch has seen every tree event up to `stop`
-                new_position = found[-1].id if len(found) == limit else stop
+                last = found[-1] if len(found) == limit else self._notification_at(stop)
                 if found:
                     self._apply(conn, self._decode(found))
                 conn.execute(
                     positions.update()
                     .where(positions.c.name == self.name)
-                    .values(position=new_position, updated_at=datetime.now(UTC))
+                    .values(
+                        position=last.id,
+                        anchor=_anchor(last),
+                        updated_at=datetime.now(UTC),
+                    )
                 )
-        self.last_position = new_position
-        return len(found), new_position
+        self.last_position = last.id
+        return len(found), last.id
 
     def rebuild(self, on_batch: Callable[[int, int], None] | None = None) -> int:
         """Drop the read models and replay every event into them; return the count of tree
@@ -157,7 +175,7 @@ class Projector:
                 conn.execute(
                     positions.update()
                     .where(positions.c.name == self.name)
-                    .values(position=0, updated_at=datetime.now(UTC))
+                    .values(position=0, anchor=None, updated_at=datetime.now(UTC))
                 )
         return self.catch_up(batch=REBUILD_BATCH, on_batch=on_batch)
 
@@ -176,22 +194,72 @@ class Projector:
             conn.commit()
 
     def _ensure_position(self) -> None:
+        """The tracking row, made at position 0 if missing (only then taking the lock)."""
+        with self.engine.connect() as conn:
+            exists = conn.execute(
+                sa.select(positions.c.name).where(positions.c.name == self.name)
+            ).first()
+        if exists:
+            return
         insert = _insert(self.engine, positions).values(
-            name=self.name, position=0, updated_at=datetime.now(UTC)
+            name=self.name,
+            position=0,
+            anchor=None,
+            schema_version=SCHEMA_VERSION,
+            updated_at=datetime.now(UTC),
         )
         with self.engine.connect() as conn:
             conn = conn.execution_options(writing=True)
             with conn.begin():
                 conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
 
-    def _lock_position(self, conn: sa.Connection) -> int:
-        query = sa.select(positions.c.position).where(positions.c.name == self.name)
+    def _tracking(self) -> tuple[int, str | None, datetime | None]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(positions.c.position, positions.c.anchor, positions.c.updated_at).where(
+                    positions.c.name == self.name
+                )
+            ).first()
+        if row is None:
+            return 0, None, None
+        return int(row.position), row.anchor, row.updated_at
+
+    def _lock_position(self, conn: sa.Connection) -> tuple[int, str | None]:
+        query = sa.select(positions.c.position, positions.c.anchor).where(
+            positions.c.name == self.name
+        )
         if conn.dialect.name != "sqlite":  # SQLite: BEGIN IMMEDIATE already holds the lock
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_S}s'")
             query = query.with_for_update()
-        found = conn.execute(query).scalar()
+        found = conn.execute(query).first()
         if found is None:
-            raise LookupError(f"no tracking row for projection {self.name!r}")
-        return int(found)
+            raise LookupError(f"no tracking row for projection {self.name!r}: rebuild")
+        return int(found.position), found.anchor
+
+    def _notification_at(self, position: int) -> Notification:
+        found = self.ledger.recorder.select_notifications(start=position, limit=1, stop=position)
+        if not found:
+            raise ReadModelsAhead(f"the event log has no entry {position}")
+        return found[0]
+
+    def _check_anchor(self, position: int, anchor: str | None, head: int) -> None:
+        """Refuse to go on from a position the log does not hold (any more)."""
+        if position == 0:
+            return
+        problem = None
+        if position > head:
+            problem = f"the read models are at log position {position}, the log ends at {head}"
+        elif anchor is not None:
+            found = self.ledger.recorder.select_notifications(
+                start=position, limit=1, stop=position
+            )
+            if not found or _anchor(found[0]) != anchor:
+                problem = f"log position {position} holds another event than the one applied"
+        if problem:
+            raise ReadModelsAhead(
+                f"{problem}: the event store lost or replaced events the read models "
+                "hold; run `flowledger projections rebuild`"
+            )
 
     def _decode(self, found: Sequence[Notification]) -> list[ev.TreeEvent]:
         to_event = self.ledger.mapper.to_domain_event
@@ -301,6 +369,10 @@ class Projector:
             )
             # a (user, status) with no task left has no row: as a rebuild would leave it
             conn.execute(task_counts.delete().where(task_counts.c.count == 0))
+
+
+def _anchor(notification: Notification) -> str:
+    return f"{notification.originator_id}:{notification.originator_version}"
 
 
 def _insert(bind: Engine | sa.Connection, table: sa.Table) -> Any:

@@ -17,6 +17,7 @@ from projections.fold import user_key
 from projections.schema import task_counts, tasks, trees
 
 MAX_LIMIT = 1_000
+IN_CHUNK = 500  # ids per IN (...) lookup
 STATUSES = tuple(s.value for s in TaskStatus)
 
 
@@ -99,11 +100,12 @@ class ReadModel:
             raise TaskNotFound(f"task {task_id!r} not found", ids=(task_id,))
         return _json(found[0])
 
-    def tree(self, task_id: str) -> dict[str, Any]:
-        """The whole tree holding `task_id`, from its root, children nested by priority."""
-        tree_id = self.task(task_id)["tree_id"]
+    def tree(self, task_id: Any) -> dict[str, Any]:
+        """The whole tree holding `task_id`, from its root, children nested by priority.
+        One statement: one consistent snapshot even while a batch is being applied."""
+        tree_of = sa.select(tasks.c.tree_id).where(tasks.c.id == _lookup_id(task_id))
         rows = self._rows(
-            _WITH_TREE_STATUS.where(tasks.c.tree_id == tree_id).order_by(
+            _WITH_TREE_STATUS.where(tasks.c.tree_id == tree_of.scalar_subquery()).order_by(
                 tasks.c.priority, tasks.c.seq
             )
         )
@@ -115,7 +117,8 @@ class ReadModel:
                 root = node
             else:
                 nodes[row.parent_id]["children"].append(node)
-        assert root is not None, f"tree {tree_id} has no root row"
+        if root is None or task_id not in nodes:
+            raise TaskNotFound(f"task {task_id!r} not found", ids=(task_id,))
         return root
 
     def children(self, task_id: str) -> list[dict[str, Any]]:
@@ -178,8 +181,14 @@ class ReadModel:
 
     def running_status(self, task_ids: list[Any]) -> list[dict[str, Any]]:
         """Per id (in the order given): its status, progress, error and whether it runs."""
+        if not isinstance(task_ids, list):
+            reason = "must be a list of task ids"
+            raise InvalidSpec(f"task_ids: {reason}", fields=[FieldError("task_ids", reason)])
         wanted = [t for t in task_ids if isinstance(t, str) and "\x00" not in t and is_text(t)]
-        found = {r.id: r for r in self._rows(_WITH_TREE_STATUS.where(tasks.c.id.in_(wanted)))}
+        found: dict[str, Any] = {}
+        for start in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[start : start + IN_CHUNK]
+            found |= {r.id: r for r in self._rows(_WITH_TREE_STATUS.where(tasks.c.id.in_(chunk)))}
         out = []
         for task_id in task_ids:
             row = found.get(task_id) if isinstance(task_id, str) else None

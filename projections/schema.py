@@ -121,18 +121,25 @@ task_counts = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False),
 )
 
-# The tracking record: the last notification applied. Written in the same transaction as
+# The tracking record: the last notification applied, and which event sits there (so a
+# position that runs ahead of the log, after the event store lost or was reset to older
+# events, is noticed rather than skipping the new ones). Written in the same transaction as
 # the rows it accounts for.
 positions = sa.Table(
     "fl_projection_position",
     metadata,
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("anchor", sa.Text),  # "<originator id>:<version>" of the event at `position`
+    sa.Column("schema_version", sa.Integer, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
 READ_MODELS = (tasks, trees, task_counts)
 PROJECTION = "read_models"
+# Bump when a table changes shape: read models of another version are dropped and rebuilt
+# from the events when next opened (they hold nothing the events do not).
+SCHEMA_VERSION = 1
 
 
 def _json_dumps(value: Any) -> str:
@@ -161,20 +168,46 @@ def create_read_engine(settings: Settings) -> Engine:
         engine = sa.create_engine(url, pool_pre_ping=True, **options)
         if settings.database_schema:
             engine = engine.execution_options(schema_translate_map={None: settings.database_schema})
+    schema = None if url.get_backend_name() == "sqlite" else settings.database_schema
     try:
-        with engine.begin() as conn:
-            if url.get_backend_name() != "sqlite":  # processes starting together: one at a time
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SETUP_LOCK})")
-                if settings.database_schema:
-                    conn.exec_driver_sql(
-                        f'CREATE SCHEMA IF NOT EXISTS "{settings.database_schema}"'
-                    )
-            metadata.create_all(conn, checkfirst=True)
+        with engine.connect() as conn:
+            current = _is_current(conn, schema)
+            conn.rollback()
+        if not current:
+            _recreate(engine, schema)
     except sa.exc.SQLAlchemyError as exc:
         raise ConfigError(
             f"cannot open the read models at {url.render_as_string()}: {exc}"
         ) from exc
     return engine
+
+
+def _is_current(conn: sa.Connection, schema: str | None) -> bool:
+    """Every table exists with the columns of this version."""
+    inspector = sa.inspect(conn)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name, schema=schema):
+            return False
+        found = {c["name"] for c in inspector.get_columns(table.name, schema=schema)}
+        if found != {c.name for c in table.columns}:
+            return False
+    versions = conn.execute(sa.select(positions.c.schema_version).distinct()).scalars()
+    return set(versions) <= {SCHEMA_VERSION}
+
+
+def _recreate(engine: Engine, schema: str | None) -> None:
+    """Create the tables, or replace those of another version, under the write lock (one
+    process at a time)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(writing=True)
+        with conn.begin():
+            if conn.dialect.name != "sqlite":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SETUP_LOCK})")
+                if schema:
+                    conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            if not _is_current(conn, schema):
+                metadata.drop_all(conn, checkfirst=True)
+                metadata.create_all(conn)
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
@@ -34,19 +36,11 @@ def export(task_id: str, output: Path | None, as_json: bool) -> None:
     """
     with open_ledger() as ledger:
         tree_id = ledger.tree_id_of(task_id, removed_too=True)
-        count = 0
+        lines = export_lines(ledger, task_id)
         try:
-            target = sys.stdout.buffer if output is None else output.open("wb")
+            count = _write(lines, output)
         except OSError as exc:
-            fail(f"cannot write {output}: {exc.strerror}")
-        try:
-            for line in export_lines(ledger, task_id):
-                target.write(line)
-                count += 1
-        finally:
-            target.flush()
-            if output is not None:
-                target.close()
+            fail(f"cannot write {output or 'standard output'}: {exc.strerror or exc}")
     if output is not None:
         summary = {"tree_id": str(tree_id), "events": count, "output": str(output)}
         emit(
@@ -54,3 +48,30 @@ def export(task_id: str, output: Path | None, as_json: bool) -> None:
             as_json,
             lambda: click.echo(f"exported {count} events of tree {tree_id} to {output}"),
         )
+
+
+def _write(lines: Iterable[bytes], output: Path | None) -> int:
+    """Write the lines; a regular file appears whole or not at all (written aside, then
+    renamed); standard output, a device or a pipe is written as it goes."""
+    if output is None:
+        return _copy(lines, sys.stdout.buffer)
+    if output.exists() and not output.is_file():
+        with output.open("wb") as target:
+            return _copy(lines, target)
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        with partial.open("wb") as target:
+            count = _copy(lines, target)
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+def _copy(lines: Iterable[bytes], target: BinaryIO) -> int:
+    count = 0
+    for line in lines:
+        target.write(line)
+        count += 1
+    target.flush()
+    return count

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import SQLAlchemyError
 
 from application.config import ConfigError
 from application.ledger import Ledger
@@ -18,6 +19,8 @@ from interfaces.cli.render import console
 from projections.projector import Projector
 from projections.queries import ReadModel
 from projections.schema import create_read_engine, read_model_url
+
+REBUILD_HINT = " (if this persists: flowledger projections rebuild)"
 
 
 @contextmanager
@@ -29,6 +32,8 @@ def projector_of(ledger: Ledger) -> Iterator[Projector]:
         fail(str(exc))
     try:
         yield Projector(ledger, engine)
+    except (LookupError, SQLAlchemyError) as exc:
+        fail(f"the read models cannot be used: {exc}".split("\n")[0] + REBUILD_HINT)
     finally:
         engine.dispose()
 

@@ -13,7 +13,9 @@ import click
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import SQLAlchemyError
 
+from application.config import ConfigError
 from application.ledger import Ledger
 from application.runner import Runner
 from application.runner.runner import Listener
@@ -22,18 +24,33 @@ from domain import events as ev
 from domain.status import TERMINAL, TaskStatus, TreeStatus
 from domain.tree import TaskTree
 from interfaces.cli.main import cli, emit, json_option, open_ledger, read_json
-from interfaces.cli.projections import projector_of
 from interfaces.cli.render import print_tree
+from projections.projector import Projector
 from projections.queries import ReadModel
+from projections.schema import create_read_engine
 
 EXIT_INTERRUPTED = 130
 
 
-def resumable(ledger: Ledger) -> list[UUID]:
-    """Trees to resume, from the read models brought up to date (no scan of the log)."""
-    with projector_of(ledger) as projector:
+def resumable(ledger: Ledger) -> list[UUID] | None:
+    """Trees to resume, from the read models brought up to date (no scan of the log); None
+    (the Runner then scans the log) if the read models cannot be used: recovery must not
+    depend on them."""
+    try:
+        engine = create_read_engine(ledger.settings)
+    except ConfigError as exc:
+        click.echo(f"warning: {exc}; scanning the event log instead", err=True)
+        return None
+    try:
+        projector = Projector(ledger, engine)
         projector.catch_up()
-        return ReadModel(projector.engine).resumable()
+        return ReadModel(engine).resumable()
+    except (LookupError, SQLAlchemyError) as exc:
+        first = str(exc).split("\n")[0]
+        click.echo(f"warning: read models unusable ({first}); scanning the event log", err=True)
+        return None
+    finally:
+        engine.dispose()
 
 
 def describe_event(tree: TaskTree, event: ev.TreeEvent) -> str | None:

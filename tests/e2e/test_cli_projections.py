@@ -114,9 +114,13 @@ def test_a_damaged_export_is_refused_naming_the_line(home: Path) -> None:
             read_export(damaged, ledger.mapper)
         with pytest.raises(InvalidSpec, match="line 1"):
             read_export(["{not json"], ledger.mapper)
-        unknown = lines[0].replace('"topic":"tree.Created"', '"topic":"tree.Exploded"')
-        with pytest.raises(InvalidSpec, match="line 1"):
-            read_export([unknown], ledger.mapper)
+        for topic in ("tree.Exploded", "tree.Snapshot/s2", "claim.TaskIdClaimed"):
+            other = lines[0].replace('"topic":"tree.Created"', f'"topic":"{topic}"')
+            with pytest.raises(InvalidSpec, match="line 1: topic"):
+                read_export([other], ledger.mapper)
+        mislabelled = lines[0].replace('"type":"Created"', '"type":"Completed"')
+        with pytest.raises(InvalidSpec, match="does not match"):
+            read_export([mislabelled], ledger.mapper)
     finally:
         ledger.close()
 
@@ -146,3 +150,44 @@ def test_reading_commands_catch_up_before_they_read(home: Path) -> None:
     bad = invoke("tasks", "list", "--status", "done")
     assert bad.exit_code == 2
     assert "--status" in bad.output
+
+
+def damage_read_models(home: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(home / "readmodels.sqlite3") as conn:
+        conn.execute("DELETE FROM fl_trees")
+
+
+def test_damaged_read_models_give_a_reason_and_a_hint(home: Path) -> None:
+    tree = ran_tree()
+    assert invoke("projections", "rebuild").exit_code == 0
+    damage_read_models(home)
+    copied = invoke("tasks", "copy", tree["id"], "--mode", "full")  # Copied: on a lost tree
+    assert copied.exit_code == 0, copied.output
+    listed = invoke("tasks", "list")
+    assert listed.exit_code == 2
+    assert "projections rebuild" in listed.stderr
+    assert "Traceback" not in listed.output
+    assert invoke("projections", "rebuild").exit_code == 0
+    assert len(json.loads(invoke("tasks", "list", "--json").output)) == 2
+
+
+def test_resume_does_not_depend_on_the_read_models(home: Path) -> None:
+    tree = ran_tree()
+    assert invoke("projections", "rebuild").exit_code == 0
+    damage_read_models(home)
+    assert invoke("tasks", "copy", tree["id"], "--mode", "full").exit_code == 0
+    resumed = invoke("run", "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert "scanning the event log" in resumed.stderr
+    assert "nothing to resume" in resumed.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_export_to_a_full_disk_fails_cleanly(home: Path, tmp_path: Path) -> None:
+    tree = ran_tree()
+    full = invoke("events", "export", tree["id"], "-o", "/dev/full")
+    assert full.exit_code == 2
+    assert "cannot write" in full.stderr
+    assert "Traceback" not in full.output
