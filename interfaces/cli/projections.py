@@ -62,7 +62,8 @@ def projections() -> None:
 @projections.command("status")
 @json_option
 def status(as_json: bool) -> None:
-    """Show how far the read models have followed the event log.
+    """Show how far the read models have followed the event log (exit 1 if they hold
+    events the log no longer has: rebuild them).
 
     Example: flowledger projections status
     """
@@ -75,14 +76,19 @@ def status(as_json: bool) -> None:
             "lag": progress.lag,
             "updated_at": progress.updated_at.isoformat() if progress.updated_at else None,
             "read_models": read_model_url(projector.ledger.settings).render_as_string(),
+            "ahead": progress.ahead,
         }
 
     def human() -> None:
-        state = "up to date" if not data["lag"] else f"{data['lag']} events behind"
+        state = "up to date" if not data["lag"] else f"{data['lag']} log entries behind"
+        if data["ahead"]:
+            state = "AHEAD of the event store, which lost or replaced events: rebuild them"
         click.echo(f"position {data['position']} of {data['head']}: {state}")
         click.echo(f"last applied {data['updated_at'] or 'never'}; tables in {data['read_models']}")
 
     emit(data, as_json, human)
+    if progress.ahead:
+        sys.exit(1)
 
 
 @projections.command("rebuild")
