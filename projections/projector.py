@@ -145,8 +145,12 @@ class Projector:
                     topics=self._topics,
                     inclusive_of_start=False,
                 )
-                # a short batch has seen every tree event up to `stop`
-                last = found[-1] if len(found) == limit else self._notification_at(stop)
+                if len(found) == limit or stop < head:
+                    if not found:  # nothing up to `stop`, which may be a gap in the ids
+                        return 0, position
+                    last = found[-1]
+                else:  # a short batch has seen every tree event up to the head
+                    last = self._notification_at(head)
                 if found:
                     self._apply(conn, self._decode(found))
                 conn.execute(
