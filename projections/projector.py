@@ -150,7 +150,10 @@ class Projector:
                         return 0, position
                     last = found[-1]
                 else:  # a short batch has seen every tree event up to the head
-                    last = self._notification_at(head)
+                    head_entry = self._entry_at(head)
+                    if head_entry is None:
+                        raise ReadModelsAhead(f"the event log has no entry {head}")
+                    last = head_entry
                 if found:
                     self._apply(conn, self._decode(found))
                 conn.execute(
@@ -240,11 +243,9 @@ class Projector:
             raise LookupError(f"no tracking row for projection {self.name!r}: rebuild")
         return int(found.position), found.anchor
 
-    def _notification_at(self, position: int) -> Notification:
+    def _entry_at(self, position: int) -> Notification | None:
         found = self.ledger.recorder.select_notifications(start=position, limit=1, stop=position)
-        if not found:
-            raise ReadModelsAhead(f"the event log has no entry {position}")
-        return found[0]
+        return found[0] if found else None
 
     def _check_anchor(self, position: int, anchor: str | None, head: int) -> None:
         """Refuse to go on from a position the log does not hold (any more)."""
@@ -254,10 +255,8 @@ class Projector:
         if position > head:
             problem = f"the read models are at log position {position}, the log ends at {head}"
         elif anchor is not None:
-            found = self.ledger.recorder.select_notifications(
-                start=position, limit=1, stop=position
-            )
-            if not found or _anchor(found[0]) != anchor:
+            entry = self._entry_at(position)
+            if entry is None or _anchor(entry) != anchor:
                 problem = f"log position {position} holds another event than the one applied"
         if problem:
             raise ReadModelsAhead(

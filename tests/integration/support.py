@@ -94,3 +94,21 @@ def task(task_id: str, parent: str | None = None, **fields: Any) -> dict[str, An
         item["parent_id"] = parent
     item.update(fields)
     return item
+
+
+def ids_renamed(payload: list[dict[str, Any]], rename: Any) -> list[dict[str, Any]]:
+    """Task items with every id, parent_id and dependency id passed through `rename`."""
+    out = []
+    for item in payload:
+        item = dict(item)
+        if "id" in item:
+            item["id"] = rename(item["id"])
+        if item.get("parent_id") is not None:
+            item["parent_id"] = rename(item["parent_id"])
+        if item.get("dependencies"):
+            item["dependencies"] = [
+                rename(d) if isinstance(d, str) else {**d, "id": rename(d["id"])}
+                for d in item["dependencies"]
+            ]
+        out.append(item)
+    return out

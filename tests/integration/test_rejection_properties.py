@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from application.ledger import Ledger
 from application.views import tree_json
 from domain.errors import DomainError
-from tests.integration.support import head
+from tests.integration.support import head, ids_renamed
 from tests.unit.strategies import DepCase, TreeCase, tree_cases
 
 BREAKAGES = ("duplicate", "unknown_reference", "cycle", "no_root", "multiple_roots", "unreachable")
@@ -41,19 +41,7 @@ def scoped(payload: list[dict[str, Any]], with_ids: bool) -> list[dict[str, Any]
     def ref(value: Any) -> Any:
         return prefix + value if isinstance(value, str) else value
 
-    out = []
-    for item in payload:
-        item = dict(item)
-        item["id"] = ref(item["id"])
-        if item.get("parent_id") is not None:
-            item["parent_id"] = ref(item["parent_id"])
-        if item.get("dependencies"):
-            item["dependencies"] = [
-                ref(d) if isinstance(d, str) else {**d, "id": ref(d["id"])}
-                for d in item["dependencies"]
-            ]
-        out.append(item)
-    return out
+    return ids_renamed(payload, ref)
 
 
 def descendants(case: TreeCase, top: int) -> set[int]:
