@@ -24,7 +24,7 @@ INT_LIMIT = 2**63
 
 # Ids, names and user ids are looked up and listed as database text, which (on PostgreSQL)
 # cannot hold the NUL character: refuse it at the door rather than store what cannot be read.
-NO_NUL = r"\A[^\x00]*\Z"
+NO_NUL = r"^[^\x00]*$"
 TaskId = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=NO_NUL)]
 Priority = Annotated[int, Meta(ge=0, le=PRIORITY_MAX)]
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NO_NUL)]
@@ -53,7 +53,9 @@ class TaskSpec(Struct, frozen=True, kw_only=True):
     original_task_id: str | None = None
 
 
-class _TaskInput(Struct, kw_only=True, forbid_unknown_fields=True):
+class TaskInput(Struct, kw_only=True, forbid_unknown_fields=True):
+    """One task as a caller submits it (the wire shape; see read_tasks for the rules)."""
+
     name: Name
     id: TaskId | None = None
     parent_id: TaskId | None = None
@@ -76,7 +78,9 @@ class TaskChanges(Struct, frozen=True, kw_only=True, omit_defaults=True):
     dependencies: tuple[Dependency, ...] | UnsetType = UNSET
 
 
-class _ChangesInput(Struct, kw_only=True, forbid_unknown_fields=True):
+class ChangesInput(Struct, kw_only=True, forbid_unknown_fields=True):
+    """The fields tasks.update may change, as a caller sends them."""
+
     name: Name | UnsetType = UNSET
     priority: Priority | UnsetType = UNSET
     inputs: dict[str, Any] | UnsetType | None = UNSET
@@ -85,7 +89,7 @@ class _ChangesInput(Struct, kw_only=True, forbid_unknown_fields=True):
     dependencies: list[Dependency | TaskId] | UnsetType | None = UNSET
 
 
-_CHANGE_FIELDS = frozenset(_ChangesInput.__struct_fields__)
+_CHANGE_FIELDS = frozenset(ChangesInput.__struct_fields__)
 
 NOT_UPDATABLE = frozenset(
     {
@@ -113,7 +117,7 @@ _PATH = re.compile(
 _NAMED = re.compile(r"(?P<what>unknown|missing required) field `(?P<name>[^`]*)`")
 
 
-def _field_error(error: msgspec.ValidationError, prefix: str) -> FieldError:
+def field_error(error: msgspec.ValidationError, prefix: str) -> FieldError:
     """Turn msgspec's "reason - at `$.a[0]`" into a FieldError named from `prefix`."""
     text = str(error)
     match = _PATH.fullmatch(text)
@@ -194,7 +198,7 @@ def task_items(payload: Any) -> list[Any]:
     return payload
 
 
-_TASK_FIELDS = frozenset(_TaskInput.__struct_fields__)
+_TASK_FIELDS = frozenset(TaskInput.__struct_fields__)
 _DEPENDENCY_FIELDS = frozenset(Dependency.__struct_fields__)
 
 
@@ -230,7 +234,7 @@ def _dependencies(
     return tuple(out)
 
 
-def _check_values(item: _TaskInput | _ChangesInput, where: str, errors: list[FieldError]) -> None:
+def _check_values(item: TaskInput | ChangesInput, where: str, errors: list[FieldError]) -> None:
     if isinstance(item.name, str) and not item.name.strip():
         errors.append(FieldError(f"{where}.name", "must not be blank"))
 
@@ -258,7 +262,7 @@ def read_tasks(
     """
     items = task_items(payload)
     errors: list[FieldError] = []
-    inputs: list[_TaskInput] = []
+    inputs: list[TaskInput] = []
     for i, raw in enumerate(items):
         if len(errors) >= MAX_FIELD_ERRORS:
             del errors[MAX_FIELD_ERRORS:]
@@ -272,9 +276,9 @@ def read_tasks(
             errors.append(problem)
             continue
         try:
-            item = msgspec.convert(raw, _TaskInput, strict=True)
+            item = msgspec.convert(raw, TaskInput, strict=True)
         except msgspec.ValidationError as exc:
-            errors.append(_field_error(exc, where))
+            errors.append(field_error(exc, where))
             continue
         _check_values(item, where, errors)
         errors.extend(run_params_problems(item.params or {}, item.schemas or {}, where))
@@ -358,9 +362,9 @@ def parse_changes(raw: Any) -> TaskChanges:
     if problem:
         raise InvalidSpec(_summary([problem]), fields=[problem])
     try:
-        item = msgspec.convert(raw, _ChangesInput, strict=True)
+        item = msgspec.convert(raw, ChangesInput, strict=True)
     except msgspec.ValidationError as exc:
-        error = _field_error(exc, "$")
+        error = field_error(exc, "$")
         error = FieldError(error.field.removeprefix("$."), error.reason)
         raise InvalidSpec(_summary([error]), fields=[error]) from None
     errors: list[FieldError] = []

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from projections.projector import Projector
@@ -48,6 +49,8 @@ class LiveProjector:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Called (on the projector's thread) with each new position: feeds that follow trees.
+        self.on_advance: list[Callable[[int], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> LiveProjector:
@@ -176,9 +179,15 @@ class LiveProjector:
 
     def _advance(self, position: int) -> None:
         with self._changed:
-            if position > self._position:
+            moved = position > self._position
+            if moved:
                 self._position = position
             self._notify()
+        for listener in self.on_advance if moved else ():
+            try:
+                listener(position)
+            except Exception:
+                log.exception("a projection listener failed")
 
     def _listen(self, channel: str) -> None:
         """Wake the projector on every NOTIFY from the event store (any process)."""

@@ -233,6 +233,19 @@ class ReadModel:
             out["user_id"] = user_id
         return out
 
+    def owner(self, task_id: Any) -> str | None:
+        """The user who owns `task_id`'s tree (its root's user_id); TaskNotFound if none."""
+        query = (
+            sa.select(trees.c.user_id)
+            .select_from(tasks.join(trees, trees.c.id == tasks.c.tree_id))
+            .where(tasks.c.id == _lookup_id(task_id))
+        )
+        found = self._rows(query)
+        if not found:
+            raise TaskNotFound(f"task {task_id!r} not found", ids=(task_id,))
+        user: str | None = found[0].user_id
+        return user
+
     def resumable(self) -> list[UUID]:
         """Trees asked to run that have not finished (what a restart should resume)."""
         query = (

@@ -88,6 +88,7 @@ def main() -> None:
         history,
         projections,
         run,
+        serve,
         tasks,
     )
 

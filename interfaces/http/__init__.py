@@ -1,0 +1,1 @@
+"""The HTTP server: Litestar routes over the JSON-RPC core, served by uvicorn."""
