@@ -115,4 +115,5 @@ def create_app(
             description="Event-sourced task trees: JSON-RPC 2.0 over HTTP (see API.md).",
         ),
         debug=False,
+        logging_config=None,  # the process configures logging (flowledger serve does)
     )

@@ -6,6 +6,8 @@ schema."""
 
 from __future__ import annotations
 
+import types
+import typing
 from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, Literal, TypeVar
@@ -124,19 +126,39 @@ def read_params(raw: Any, cls: type[P], *, where: str = "") -> P:
     known = {f.encode_name for f in fields}
     errors = [FieldError(where + key, "unknown parameter") for key in raw if key not in known]
     for info in fields:
-        if info.encode_name in raw:
+        name = info.encode_name
+        if name in raw:
+            nested = _params_type(info.type)
             try:
-                msgspec.convert(raw[info.encode_name], info.type, strict=True)
+                if nested is not None and isinstance(raw[name], dict):
+                    read_params(raw[name], nested, where=f"{where}{name}.")
+                else:
+                    msgspec.convert(raw[name], info.type, strict=True)
             except msgspec.ValidationError as exc:
-                errors.append(field_error(exc, where + info.encode_name))
+                errors.append(field_error(exc, where + name))
+            except InvalidSpec as exc:
+                errors.extend(exc.fields)
         elif info.required:
-            errors.append(FieldError(where + info.encode_name, "is required"))
+            errors.append(FieldError(where + name, "is required"))
         if len(errors) >= MAX_FIELD_ERRORS:
             break
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise InvalidSpec(f"{errors[0].field}: {errors[0].reason}{more}", fields=errors)
     return msgspec.convert(raw, cls, strict=True)
+
+
+def _params_type(annotation: Any) -> type[Params] | None:
+    """The Params Struct in `annotation` (X or X | None), read field by field too."""
+    options = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
+    for option in options:
+        if isinstance(option, type) and issubclass(option, Params):
+            return option
+    return None
 
 
 def instant(text: str, field: str) -> datetime:
