@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+import types
+import typing
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, NamedTuple
@@ -89,8 +92,6 @@ class ChangesInput(Struct, kw_only=True, forbid_unknown_fields=True):
     dependencies: list[Dependency | TaskId] | UnsetType | None = UNSET
 
 
-_CHANGE_FIELDS = frozenset(ChangesInput.__struct_fields__)
-
 NOT_UPDATABLE = frozenset(
     {
         "id",
@@ -134,6 +135,45 @@ def field_error(error: msgspec.ValidationError, prefix: str) -> FieldError:
     if match["outer"]:
         reason = f"{reason} (in a key)"
     return FieldError(where, reason)
+
+
+def struct_errors(
+    raw: dict[str, Any], cls: type[Struct], where: str = "", unknown: str = "unknown field"
+) -> list[FieldError]:
+    """Every field of `raw` that `cls` refuses, each checked on its own (msgspec alone stops
+    at the first): unknown fields, missing required ones, and values of the wrong type."""
+    prefix = f"{where}." if where else ""
+    fields = _struct_fields(cls)
+    known = {f.encode_name for f in fields}
+    errors = [FieldError(prefix + key, unknown) for key in raw if key not in known]
+    for info in fields:
+        name = info.encode_name
+        if name in raw:
+            nested = _struct_in(info.type)
+            if nested is not None and isinstance(raw[name], dict):
+                errors += struct_errors(raw[name], nested, prefix + name, unknown)
+                continue
+            try:
+                msgspec.convert(raw[name], info.type, strict=True)
+            except msgspec.ValidationError as exc:
+                errors.append(field_error(exc, prefix + name))
+        elif info.required:
+            errors.append(FieldError(prefix + name, f"{name} is required"))
+    return errors
+
+
+def _struct_in(annotation: Any) -> type[Struct] | None:
+    """The Struct of a field typed X or X | None, whose fields are then checked one by one."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    for option in typing.get_args(annotation) if union else (annotation,):
+        if isinstance(option, type) and issubclass(option, Struct):
+            return option
+    return None
+
+
+@functools.cache
+def _struct_fields(cls: type[Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:
+    return msgspec.structs.fields(cls)
 
 
 def check_json_value(value: Any, field: str) -> FieldError | None:
@@ -198,26 +238,6 @@ def task_items(payload: Any) -> list[Any]:
     return payload
 
 
-_TASK_FIELDS = frozenset(TaskInput.__struct_fields__)
-_DEPENDENCY_FIELDS = frozenset(Dependency.__struct_fields__)
-
-
-def _unknown_field(raw: dict[str, Any], allowed: frozenset[str], where: str) -> FieldError | None:
-    """The first key of `raw` (or of its dependency objects) that is not a known field."""
-    for key in raw:
-        if key not in allowed:
-            return FieldError(f"{where}.{key}" if where else key, "unknown field")
-    deps = raw.get("dependencies")
-    if isinstance(deps, list):
-        for k, dep in enumerate(deps):
-            if isinstance(dep, dict):
-                for key in dep:
-                    if key not in _DEPENDENCY_FIELDS:
-                        at = f"{where}.dependencies[{k}]" if where else f"dependencies[{k}]"
-                        return FieldError(f"{at}.{key}", "unknown field")
-    return None
-
-
 def _dependencies(
     raw: Iterable[Dependency | str], where: str, errors: list[FieldError]
 ) -> tuple[Dependency, ...]:
@@ -271,15 +291,15 @@ def read_tasks(
         if not isinstance(raw, dict):
             errors.append(FieldError(where, f"expected an object, got {type(raw).__name__}"))
             continue
-        problem = check_json_value(raw, where) or _unknown_field(raw, _TASK_FIELDS, where)
+        problem = check_json_value(raw, where)
         if problem:
             errors.append(problem)
             continue
-        try:
-            item = msgspec.convert(raw, TaskInput, strict=True)
-        except msgspec.ValidationError as exc:
-            errors.append(field_error(exc, where))
+        bad = struct_errors(raw, TaskInput, where)
+        if bad:
+            errors.extend(bad)
             continue
+        item = msgspec.convert(raw, TaskInput, strict=True)
         _check_values(item, where, errors)
         errors.extend(run_params_problems(item.params or {}, item.schemas or {}, where))
         inputs.append(item)
@@ -352,21 +372,16 @@ def parse_changes(raw: Any) -> TaskChanges:
             "changes must be an object",
             fields=[FieldError("params", f"expected an object, got {type(raw).__name__}")],
         )
-    fixed = [FieldError(k, "not updatable") for k in raw if k in NOT_UPDATABLE]
-    if fixed:
-        raise InvalidSpec(_summary(fixed), fields=fixed)
     problem = check_json_value(raw, "")
     if problem:
         problem = FieldError(problem.field.lstrip(".") or "params", problem.reason)
-    problem = problem or _unknown_field(raw, _CHANGE_FIELDS, "")
-    if problem:
         raise InvalidSpec(_summary([problem]), fields=[problem])
-    try:
-        item = msgspec.convert(raw, ChangesInput, strict=True)
-    except msgspec.ValidationError as exc:
-        error = field_error(exc, "$")
-        error = FieldError(error.field.removeprefix("$."), error.reason)
-        raise InvalidSpec(_summary([error]), fields=[error]) from None
+    fixed = [FieldError(k, "not updatable") for k in raw if k in NOT_UPDATABLE]
+    free = {k: v for k, v in raw.items() if k not in NOT_UPDATABLE}
+    bad = fixed + struct_errors(free, ChangesInput)
+    if bad:
+        raise InvalidSpec(_summary(bad), fields=bad)
+    item = msgspec.convert(free, ChangesInput, strict=True)
     errors: list[FieldError] = []
     _check_values(item, "", errors)
     errors = [FieldError(e.field.lstrip("."), e.reason) for e in errors]

@@ -3,14 +3,40 @@ user id, `roles` (a list, or aipartnerupflow's single `role`) may hold "admin"."
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.security.jwt import JWTAuth, Token
+from litestar.security.jwt.token import JWTDecodeOptions
 
 from interfaces.rpc.calls import ANONYMOUS, Caller
 
 ADMIN = "admin"
+
+
+@dataclass
+class BearerToken(Token):
+    """Litestar's Token without its demand for `iat`: a token needs sub and exp only."""
+
+    @classmethod
+    def decode_payload(
+        cls,
+        encoded_token: str,
+        secret: str,
+        algorithms: list[str],
+        issuer: str | Sequence[str] | None = None,
+        audience: str | Sequence[str] | None = None,
+        options: JWTDecodeOptions | None = None,
+    ) -> Any:
+        payload = super().decode_payload(
+            encoded_token, secret, algorithms, issuer, audience, options
+        )
+        if isinstance(payload, dict):
+            payload.setdefault("iat", int(time.time()))
+        return payload
 
 
 def roles_of(token: Token) -> set[str]:
@@ -24,14 +50,17 @@ def roles_of(token: Token) -> set[str]:
     return found
 
 
-async def retrieve_caller(token: Token, _connection: ASGIConnection[Any, Any, Any, Any]) -> Caller:
+async def retrieve_caller(
+    token: BearerToken, _connection: ASGIConnection[Any, Any, Any, Any]
+) -> Caller:
     return Caller(user_id=token.sub, admin=ADMIN in roles_of(token))
 
 
-def jwt_auth(secret: str) -> JWTAuth[Caller, Token]:
-    return JWTAuth[Caller, Token](
+def jwt_auth(secret: str) -> JWTAuth[Caller, BearerToken]:
+    return JWTAuth[Caller, BearerToken](
         retrieve_user_handler=retrieve_caller,
         token_secret=secret,
+        token_cls=BearerToken,
         algorithm="HS256",
         exclude=["/schema"],
     )

@@ -6,17 +6,14 @@ schema."""
 
 from __future__ import annotations
 
-import types
-import typing
 from datetime import UTC, datetime
-from functools import cache
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
 
 from domain.errors import FieldError, InvalidSpec
-from domain.specs import MAX_FIELD_ERRORS, field_error
+from domain.specs import MAX_FIELD_ERRORS, UserId, struct_errors
 
 P = TypeVar("P", bound=Struct)
 
@@ -46,7 +43,7 @@ class ChildrenParams(Params):
 
 
 class ListParams(Params):
-    user_id: str | None = None
+    user_id: UserId | None = None
     status: Status | None = None
     root_only: bool = True
     limit: Limit = 100
@@ -84,7 +81,7 @@ class CancelParams(Params):
 
 
 class RunningListParams(Params):
-    user_id: str | None = None
+    user_id: UserId | None = None
     limit: Limit = 100
 
 
@@ -93,7 +90,7 @@ class RunningStatusParams(Params):
 
 
 class UserParams(Params):
-    user_id: str | None = None
+    user_id: UserId | None = None
 
 
 class HistoryParams(Params):
@@ -108,57 +105,20 @@ class ReplayParams(Params):
     at: str | None = None
 
 
-@cache
-def _fields(cls: type[Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:
-    return msgspec.structs.fields(cls)
-
-
 def read_params(raw: Any, cls: type[P], *, where: str = "") -> P:
     """`raw` as a `cls`, or InvalidSpec naming every bad field (unknown ones too)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
+        field = where.rstrip(".") or "params"
         reason = f"expected an object, got {_json_type(raw)}"
-        raise InvalidSpec(
-            f"{where or 'params'}: {reason}", fields=[FieldError(where or "params", reason)]
-        )
-    fields = _fields(cls)
-    known = {f.encode_name for f in fields}
-    errors = [FieldError(where + key, "unknown parameter") for key in raw if key not in known]
-    for info in fields:
-        name = info.encode_name
-        if name in raw:
-            nested = _params_type(info.type)
-            try:
-                if nested is not None and isinstance(raw[name], dict):
-                    read_params(raw[name], nested, where=f"{where}{name}.")
-                else:
-                    msgspec.convert(raw[name], info.type, strict=True)
-            except msgspec.ValidationError as exc:
-                errors.append(field_error(exc, where + name))
-            except InvalidSpec as exc:
-                errors.extend(exc.fields)
-        elif info.required:
-            errors.append(FieldError(where + name, "is required"))
-        if len(errors) >= MAX_FIELD_ERRORS:
-            break
+        raise InvalidSpec(f"{field}: {reason}", fields=[FieldError(field, reason)])
+    errors = struct_errors(raw, cls, where.rstrip("."), unknown="unknown parameter")
     if errors:
+        errors = errors[:MAX_FIELD_ERRORS]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise InvalidSpec(f"{errors[0].field}: {errors[0].reason}{more}", fields=errors)
     return msgspec.convert(raw, cls, strict=True)
-
-
-def _params_type(annotation: Any) -> type[Params] | None:
-    """The Params Struct in `annotation` (X or X | None), read field by field too."""
-    options = (
-        typing.get_args(annotation)
-        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
-        else (annotation,)
-    )
-    for option in options:
-        if isinstance(option, type) and issubclass(option, Params):
-            return option
-    return None
 
 
 def instant(text: str, field: str) -> datetime:

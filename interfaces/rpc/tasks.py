@@ -10,7 +10,10 @@ from application.runner.runner import TreeBusy
 from application.views import children_of, event_json, task_json, tree_json
 from domain.copying import CopyMode, plan_as_tasks
 from domain.errors import Conflict, FieldError, InvalidSpec, TaskNotFound
-from domain.specs import parse_changes, task_items
+from domain.specs import (
+    parse_changes,
+    task_items,
+)
 from domain.tree import TaskTree
 from interfaces.rpc.calls import Call, EventStream
 from interfaces.rpc.errors import Forbidden
@@ -37,6 +40,12 @@ def _invalid(field: str, reason: str) -> InvalidSpec:
     return InvalidSpec(f"{field}: {reason}", fields=[FieldError(field, reason)])
 
 
+def _every_field(found: list[FieldError]) -> InvalidSpec:
+    """One refusal naming each field of `found`."""
+    extra = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return InvalidSpec(f"{found[0].field}: {found[0].reason}{extra}", fields=found)
+
+
 def owned_payload(call: Call, payload: Any) -> Any:
     """With auth on, a new tree belongs to the caller: tasks without a user_id get the
     caller's; a plain user may not create tasks for anyone else."""
@@ -50,7 +59,7 @@ def owned_payload(call: Call, payload: Any) -> Any:
             given = item.get("user_id")
             if given is None:
                 item = {**item, "user_id": user}
-            elif given != user and not call.caller.admin:
+            elif isinstance(given, str) and given != user and not call.caller.admin:
                 raise Forbidden(
                     f"tasks[{i}].user_id: cannot create tasks for user {given!r}",
                     ids=(str(item.get("id", i)),),
@@ -120,8 +129,18 @@ async def list_tasks(call: Call, p: ListParams) -> list[dict[str, Any]]:
 async def update(call: Call, raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise _invalid("params", "expected an object")
-    task_id = read_params({k: v for k, v in raw.items() if k == "task_id"}, TaskRef).task_id
-    changes = parse_changes({k: v for k, v in raw.items() if k != "task_id"})
+    wanted = {k: v for k, v in raw.items() if k != "task_id"}
+    errors: list[FieldError] = []
+    try:
+        task_id = read_params({k: v for k, v in raw.items() if k == "task_id"}, TaskRef).task_id
+    except InvalidSpec as exc:
+        errors += exc.fields
+    try:
+        changes = parse_changes(wanted)
+    except InvalidSpec as exc:
+        errors += exc.fields
+    if errors:
+        raise _every_field(errors)
     await call.require_owner(task_id)
     o = call.orchestrator
     updated = await o.io(o.ledger.update_task, task_id, changes)

@@ -30,7 +30,7 @@ def test_every_bad_field_is_named() -> None:
 
 
 def test_missing_required_and_wrong_container() -> None:
-    assert fields_of({}, TaskRef) == {"task_id": "is required"}
+    assert fields_of({}, TaskRef) == {"task_id": "task_id is required"}
     assert fields_of([1, 2], TaskRef) == {"params": "expected an object, got an array"}
     assert fields_of("x", TaskRef) == {"params": "expected an object, got a string"}
 
