@@ -15,7 +15,12 @@ from interfaces.cli.main import cli, emit, fail, json_option, open_ledger
 
 @cli.group()
 def events() -> None:
-    """Export the event history (the audit trail)."""
+    """Export the event history (the audit trail).
+
+    \b
+    Examples:
+      flowledger events export 3f2a... -o tree.jsonl
+    """
 
 
 @events.command("export")
@@ -31,8 +36,15 @@ def export(task_id: str, output: Path | None, as_json: bool) -> None:
     """Write every event of the tree holding TASK_ID, oldest first, one JSON object per line
     ({format, tree_id, version, type, topic, timestamp, task_id, data}).
 
-    With --output, print a summary ({tree_id, events, output} with --json).
-    Example: flowledger events export 3f2a... -o tree.jsonl
+    With --output, print a summary ({tree_id, events, output} with --json). A file is
+    written whole or not at all. Deleted tasks keep their events.
+
+    \b
+    Examples:
+      flowledger events export 3f2a... > tree.jsonl
+      flowledger events export 3f2a... -o tree.jsonl --json
+
+    Exit status: 0 exported, 1 no such task, 2 the output cannot be written.
     """
     with open_ledger() as ledger:
         tree_id = ledger.tree_id_of(task_id, removed_too=True)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import msgspec
@@ -42,7 +41,8 @@ def open_ledger() -> Iterator[Ledger]:
         ledger.close()
 
 
-def fail(message: str, *, data: dict[str, Any] | None = None, code: int = 2) -> Any:
+def fail(message: str, *, data: dict[str, Any] | None = None, code: int = 2) -> NoReturn:
+    """The reason on stderr (and each bad field when there are several), then exit `code`."""
     click.echo(f"error: {message}", err=True)
     fields = (data or {}).get("fields", [])
     for field in fields if len(fields) > 1 else ():
@@ -66,30 +66,55 @@ def read_json(source: str) -> Any:
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
+    """`data` as JSON (encoded as the server encodes it, indented), else for people."""
     if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        click.echo(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
     else:
         human()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(version("flowledger"), prog_name="flowledger")
 def cli() -> None:
     """flowledger: event-sourced task trees that can explain every run.
 
-    The store is an SQLite file under FLOWLEDGER_HOME (default ~/.flowledger), or the
-    PostgreSQL database named by FLOWLEDGER_DATABASE_URL.
+    Every command prints for people by default (tables and trees, coloured on a terminal)
+    and exact JSON with --json: the same JSON the server's JSON-RPC method answers.
+
+    \b
+    Environment:
+      FLOWLEDGER_HOME           data directory (embedded SQLite store), default ~/.flowledger
+      FLOWLEDGER_DATABASE_URL   PostgreSQL store instead, e.g. postgresql://u@host:5432/db
+      FLOWLEDGER_PLUGINS        comma-separated modules that register executors
+      FLOWLEDGER_CONCURRENCY    most tasks running at once in one process (16)
+      FLOWLEDGER_ALLOW_COMMANDS 1 enables the `command` executor
+
+    \b
+    Exit status:
+      0  success
+      1  the work failed, or a task was not found, or its state does not allow it
+      2  bad usage or bad input (the reason is on stderr)
+
+    \b
+    Examples:
+      flowledger run examples/pipeline.json
+      flowledger tasks list --status failed
+      flowledger tasks watch 3f2a... --json
+      eval "$(flowledger completion bash)"
     """
 
 
 def main() -> None:
     from interfaces.cli import (  # noqa: F401  (registers the commands)
+        completion,
         events,
+        executors,
         history,
         projections,
         run,
         serve,
         tasks,
+        tasks_run,
     )
 
     cli()

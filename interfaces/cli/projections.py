@@ -54,18 +54,29 @@ def caught_up_read_model() -> Iterator[ReadModel]:
         yield ReadModel(projector.engine)
 
 
-@cli.group()
+@cli.group(short_help="Inspect and rebuild the read models.")
 def projections() -> None:
-    """Inspect and rebuild the read models (the query side)."""
+    """Inspect and rebuild the read models (the query side: lists, counts, trees).
+
+    \b
+    Examples:
+      flowledger projections status
+      flowledger projections rebuild
+    """
 
 
 @projections.command("status")
 @json_option
 def status(as_json: bool) -> None:
-    """Show how far the read models have followed the event log (exit 1 if they hold
-    events the log no longer has: rebuild them).
+    """Show how far the read models have followed the event log.
 
-    Example: flowledger projections status
+    \b
+    Examples:
+      flowledger projections status
+      flowledger projections status --json | jq .lag
+
+    Exit status: 0 shown, 1 the read models hold events the log no longer has (rebuild
+    them), 2 the read models cannot be used.
     """
     with open_projector() as projector:
         progress = projector.progress()
@@ -98,7 +109,14 @@ def rebuild(quiet: bool, as_json: bool) -> None:
     """Drop the read models and replay every event into them.
 
     Safe while a server runs: projectors take turns on the tracking row, and readers see
-    the tables fill up again. Example: flowledger projections rebuild
+    the tables fill up again.
+
+    \b
+    Examples:
+      flowledger projections rebuild
+      flowledger projections rebuild --quiet --json
+
+    Exit status: 0 rebuilt, 2 the read models cannot be used.
     """
     with open_projector() as projector:
         head = projector.head()

@@ -91,3 +91,91 @@ def _clip(text: str, limit: int) -> str:
 
 def _short(text: str, limit: int = 70) -> str:
     return escape(_clip(text, limit))
+
+
+TASK_FIELDS = (
+    "id",
+    "name",
+    "status",
+    "tree_status",
+    "parent_id",
+    "tree_id",
+    "user_id",
+    "priority",
+    "dependencies",
+    "inputs",
+    "params",
+    "schemas",
+    "result",
+    "error",
+    "progress",
+    "attempts",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "has_children",
+    "original_task_id",
+    "has_copy",
+)
+
+
+def print_task(task: dict[str, Any]) -> None:
+    """One task, a field per line."""
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for name in TASK_FIELDS:
+        if name not in task:
+            continue
+        value = task[name]
+        if name in ("status", "tree_status"):
+            shown = f"[{STYLE.get(value, '')}]{value}[/]"
+        elif isinstance(value, str):
+            shown = escape(value)
+        else:
+            shown = escape(json.dumps(value, ensure_ascii=False))
+        table.add_row(name, shown)
+    console().print(table)
+
+
+def print_executors(found: list[dict[str, Any]]) -> None:
+    table = Table("id", "source", "description", box=None)
+    for e in found:
+        name = escape(e["id"]) if e["enabled"] else f"[dim]{escape(e['id'])} (off)[/]"
+        table.add_row(name, escape(e["source"]), escape(e["description"] or "-"))
+    console().print(table)
+
+
+VERBS = {
+    "task_started": "started",
+    "task_completed": "completed",
+    "task_failed": "failed",
+    "task_skipped": "skipped",
+    "task_cancelled": "cancelled",
+    "task_retrying": "retrying",
+    "progress": "progress",
+}
+
+
+def stream_line(event: dict[str, Any], names: dict[str, str]) -> str:
+    """A stream event (task_started, ..., final) as one line of rich markup."""
+    if event["type"] == "final":
+        status = event["status"]
+        note = f" ({event['message']})" if event.get("message") else ""
+        return f"tree {escape(event['root_task_id'])} [{STYLE.get(status, '')}]{status}[/]{note}"
+    task_id = event["task_id"]
+    who = f"{escape(names.get(task_id, task_id))} [dim]({escape(task_id)})[/]"
+    kind = event["type"]
+    verb = VERBS.get(kind, kind)
+    status = event.get("status") or ""
+    detail = ""
+    if kind == "task_retrying":
+        detail = f": attempt {event['attempt']} failed: {event['error']}; "
+        detail += f"retrying in {event['retry_in_s']:g} s"
+    elif kind == "progress":
+        detail = f" {event['progress']:.0%}" + (f" {event['message']}" if event["message"] else "")
+    elif event.get("error"):
+        detail = f": {event['error']}"
+    elif kind == "task_started" and event.get("attempt", 1) > 1:
+        detail = f", attempt {event['attempt']}"
+    return f"[{STYLE.get(status, '')}]{verb}[/] {who}{escape(detail)}"

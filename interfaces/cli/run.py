@@ -129,7 +129,8 @@ class LiveProgress:
                     self.progress.console.print(f"[red]{line}[/]", highlight=False)
 
 
-def _display(as_json: bool, quiet: bool) -> tuple[AbstractContextManager[Any], Listener | None]:
+def display(as_json: bool, quiet: bool) -> tuple[AbstractContextManager[Any], Listener | None]:
+    """Progress on stderr: a live bar on a terminal, else plain lines (none when quiet)."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if quiet:
         return nullcontext(), None
@@ -160,7 +161,7 @@ def _drive(
         sys.exit(EXIT_INTERRUPTED)
 
 
-@cli.command("run")
+@cli.command("run", short_help="Create a tree from a file and run it here; or --resume.")
 @click.argument("source", metavar="FILE|-", required=False)
 @click.option(
     "--resume",
@@ -180,15 +181,22 @@ def run(
     """Create a tree from FILE (a JSON task array or {"tasks": [...]}; - reads stdin) and
     run it in this process, showing progress on stderr; print the final tree.
 
-    Exits 0 when the tree completed, 1 when it failed or was cancelled, 2 for bad input.
-    Interrupted or killed, the run continues with `flowledger run --resume`.
+    Interrupted or killed, the run continues with `flowledger run --resume` (which runs
+    every unfinished tree that no other process is running).
 
-    Example: flowledger run examples/pipeline.json
+    \b
+    Examples:
+      flowledger run examples/pipeline.json
+      flowledger run - --json < tree.json | jq .tree_status
+      flowledger run --resume
+
+    Exit status: 0 the tree completed (every tree, with --resume), 1 it failed or was
+    cancelled, 2 bad input (the reason and each bad field on stderr), 130 interrupted.
     """
     if (source is None) == (not resume):
         raise click.UsageError("give a FILE to run, or --resume (not both)")
     payload = read_json(source) if source is not None else None
-    display, listener = _display(as_json, quiet)
+    progress, listener = display(as_json, quiet)
     with open_ledger() as ledger:
         if payload is not None:
             created = ledger.create_tree(payload)
@@ -204,7 +212,7 @@ def run(
                     click.echo("nothing to resume", err=True)
                 return [await job for job in started.values()]
 
-        with display:
+        with progress:
             finals = _drive(ledger, concurrency, listener, body)
     _report(finals, as_json, single=payload is not None)
     sys.exit(0 if all(t.status is TreeStatus.COMPLETED for t in finals) else 1)

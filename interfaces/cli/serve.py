@@ -22,7 +22,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@cli.command("serve")
+@cli.command("serve", short_help="Serve JSON-RPC (and SSE) over HTTP.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option(
@@ -45,7 +45,12 @@ def serve(host: str, port: int, allow_remote_without_auth: bool, log_level: str)
     "admin"). Limits: FLOWLEDGER_RATE_LIMIT (e.g. 100/second per client address),
     FLOWLEDGER_MAX_BODY_BYTES (default 10 MiB), FLOWLEDGER_CORS_ORIGINS (comma-separated).
 
-    Example: flowledger serve --port 8000
+    \b
+    Examples:
+      flowledger serve --port 8000
+      FLOWLEDGER_JWT_SECRET=... flowledger serve --host 0.0.0.0
+
+    Exit status: 0 stopped, 2 bad configuration (or a non-loopback address without auth).
     """
     import uvicorn
 

@@ -86,7 +86,7 @@ async def get(call: Call, raw: Any) -> dict[str, Any]:
     await call.require_owner(task_id)
     o = call.orchestrator
     if await o.fresh():
-        return await o.io(o.read_model.task, task_id)
+        return await o.lookup(o.read_model.task, task_id)
     tree = await o.io(o.ledger.tree_of, task_id)
     return task_json(tree, tree.task(task_id))
 
@@ -208,8 +208,9 @@ async def execute(call: Call, raw: Any) -> dict[str, Any] | EventStream:
         hook = await TreeFeed.of(o, tree_id)
         o.spawn(deliver(hook.updates(), p.webhook_config, hook.root_task_id), f"webhook:{tree_id}")
     try:
+        running = tree_id in o.runner.jobs
         await o.runner.start(tree_id)
-        message = "Task execution started"
+        message = "The tree is already running" if running else "Task execution started"
     except TreeBusy:
         message = "The tree is already being run by another process"
     answer: dict[str, Any] = {

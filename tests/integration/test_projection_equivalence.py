@@ -598,7 +598,7 @@ def test_nul_is_refused_in_ids_and_names_and_shown_in_free_text(
     ):
         with pytest.raises(InvalidSpec) as raised:
             ledger.create_tree(bad)
-        assert [f.field for f in raised.value.fields] == [field_name]
+        assert field_name in [f.field for f in raised.value.fields]
     ledger.create_tree([task("r"), task("k", "r")])
     tree = ledger.request_run("k")
     tree.start("k", 1, {})
