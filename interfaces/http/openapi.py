@@ -43,14 +43,57 @@ def _inline(schema: Any, defs: dict[str, Any]) -> Any:
     return schema
 
 
+def _tasks_array() -> dict[str, Any]:
+    return {"type": "array", "items": _struct_schema(TaskInput), "minItems": 1}
+
+
+def _exactly_one(first: str, first_type: str, second: str, second_type: str) -> dict[str, Any]:
+    """Exactly one of two optional fields given (not null): what the handler checks."""
+    return {
+        "oneOf": [
+            {"required": [first], "properties": {first: {"type": first_type}}},
+            {"required": [second], "properties": {second: {"type": second_type}}},
+        ]
+    }
+
+
+# The rules between fields that a handler checks beyond each field's own type.
+_CROSS_FIELD: dict[str, dict[str, Any]] = {
+    "tasks.children": _exactly_one("task_id", "string", "parent_id", "string"),
+    "tasks.execute": _exactly_one("task_id", "string", "tasks", "array"),
+    "tasks.copy": {
+        "anyOf": [
+            {
+                "required": ["copy_mode", "custom_task_ids"],
+                "properties": {
+                    "copy_mode": {"const": "custom"},
+                    "custom_task_ids": {"type": "array", "minItems": 1},
+                },
+            },
+            {
+                "properties": {
+                    "copy_mode": {"enum": ["minimal", "full"]},
+                    "custom_task_ids": {"type": "null"},
+                }
+            },
+        ]
+    },
+    "tasks.replay": {  # version or at, not both
+        "anyOf": [
+            {"properties": {"version": {"type": "null"}}},
+            {"properties": {"at": {"type": "null"}}},
+        ]
+    },
+}
+
+
 def _params_schema(method: str) -> dict[str, Any]:
     if method == "tasks.create":
-        task = _struct_schema(TaskInput)
-        array = {"type": "array", "items": task, "minItems": 1}
+        array = _tasks_array()
         return {
             "anyOf": [
                 array,
-                task,
+                _struct_schema(TaskInput),
                 {
                     "type": "object",
                     "properties": {"tasks": array},
@@ -62,7 +105,20 @@ def _params_schema(method: str) -> dict[str, Any]:
     if method == "tasks.update":
         return _struct_schema(UpdateParams)
     params = _SCHEMA_OF.get(method) or METHODS[method].params
-    return _struct_schema(params)
+    schema = _struct_schema(params)
+    if method == "tasks.execute":
+        schema["properties"]["tasks"] = {"anyOf": [_tasks_array(), {"type": "null"}]}
+    if method == "tasks.replay":
+        schema["properties"]["at"] = {
+            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}],
+            "description": "an ISO 8601 time (UTC when it names no zone)",
+        }
+    return schema | _CROSS_FIELD.get(method, {})
+
+
+def _params_required(params: dict[str, Any]) -> bool:
+    """Whether a method needs params: absent params read as {}, which some refuse."""
+    return bool(params.get("required")) or any(k in params for k in ("anyOf", "oneOf"))
 
 
 def _struct_schema(cls: Any) -> dict[str, Any]:
@@ -71,12 +127,17 @@ def _struct_schema(cls: Any) -> dict[str, Any]:
     return inlined
 
 
+# A request's id: a string, a number or null (a request without an id is a notification).
+_ID = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}]}
+
+
 @cache
 def request_schema(endpoint: str) -> dict[str, Any]:
     requests = []
     for name, method in METHODS.items():
         if method.endpoint != endpoint:
             continue
+        params = _params_schema(name)
         requests.append(
             {
                 "type": "object",
@@ -84,10 +145,12 @@ def request_schema(endpoint: str) -> dict[str, Any]:
                 "properties": {
                     "jsonrpc": {"const": "2.0"},
                     "method": {"const": name},
-                    "params": _params_schema(name),
-                    "id": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    "params": params,
+                    "id": _ID,
                 },
-                "required": ["jsonrpc", "method"],
+                "required": ["jsonrpc", "method", "params"]
+                if _params_required(params)
+                else ["jsonrpc", "method"],
             }
         )
     one = {"oneOf": requests}
@@ -98,7 +161,7 @@ _RESPONSE = {
     "type": "object",
     "properties": {
         "jsonrpc": {"const": "2.0"},
-        "id": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}]},
+        "id": _ID,
         "result": {},
         "error": {
             "type": "object",
@@ -114,6 +177,46 @@ _RESPONSE = {
 }
 
 
+# One Server-Sent Event of a streamed tasks.execute (OpenAPI 3.1: the schema of
+# text/event-stream describes each event); its data is one JSON object.
+_STREAM_DATA = {
+    "type": "object",
+    "properties": {
+        "type": {
+            "enum": [
+                "task_started",
+                "progress",
+                "task_completed",
+                "task_retrying",
+                "task_failed",
+                "task_skipped",
+                "task_cancelled",
+                "final",
+            ]
+        },
+        "task_id": {"type": "string"},
+        "root_task_id": {"type": "string"},
+        "status": {"type": ["string", "null"]},
+        "timestamp": {"type": "string"},
+    },
+    "required": ["type"],
+}
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": _STREAM_DATA,
+        },
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
+
+
 def _responses(endpoint: str) -> dict[str, Any]:
     ok: dict[str, Any] = {
         "application/json": {
@@ -121,7 +224,7 @@ def _responses(endpoint: str) -> dict[str, Any]:
         }
     }
     if endpoint == TASKS:
-        ok["text/event-stream"] = {"schema": {"type": "string"}}
+        ok["text/event-stream"] = {"schema": _SSE_EVENT}
     return {
         "200": {
             "description": "JSON-RPC responses (results and errors alike), or an SSE "

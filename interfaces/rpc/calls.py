@@ -48,7 +48,7 @@ class Call:
         o = self.orchestrator
         if await o.fresh():
             try:
-                return await o.io(o.read_model.owner, task_id)
+                return await o.lookup(o.read_model.owner, task_id)
             except TaskNotFound:
                 if not removed_too:
                     raise

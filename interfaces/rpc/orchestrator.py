@@ -1,6 +1,7 @@
 """The Orchestrator: what the JSON-RPC methods run on. It opens the event store, the read
 models (kept live by a LiveProjector in a server), and a Runner for the trees this process
-runs; store calls go to a small thread pool so the event loop never blocks on I/O."""
+runs; store calls go to a small thread pool so the event loop never blocks on I/O (but for
+single-row read-model lookups on SQLite: see `lookup`)."""
 
 from __future__ import annotations
 
@@ -93,6 +94,15 @@ class Orchestrator:
         """Run a blocking store call on the I/O pool."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
+    async def lookup(self, func: Callable[..., R], *args: Any) -> R:
+        """A read-model lookup of one row by key (a task, its owner). On SQLite it runs at
+        once on the event loop: a WAL read never waits for the projector, and the hop to
+        the pool and back costs more than the read (tasks.get served about 1.5x faster
+        with p99 halved, bench/api.py). Anything else goes to the I/O pool."""
+        if self.settings.database_url is None:
+            return func(*args)
+        return await self.io(func, *args)
+
     async def __aenter__(self) -> Orchestrator:
         await self.start()
         return self
@@ -106,7 +116,12 @@ class Orchestrator:
         try:
             self.engine = await self.io(create_read_engine, self.settings)
             self.projector = Projector(self.ledger, self.engine)
-            self.read_model = ReadModel(self.engine)
+            reads = self.engine
+            if self.settings.database_url is not None:
+                # Every read-model query is one statement on a connection of its own: in
+                # autocommit PostgreSQL skips the BEGIN and ROLLBACK round trips around it.
+                reads = reads.execution_options(isolation_level="AUTOCOMMIT")
+            self.read_model = ReadModel(reads)
             self.ledger.on_stored.append(self.changes.bump)
             if self.live_mode:
                 listen = self.settings.database_url
