@@ -144,6 +144,7 @@ def test_executors_list(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     assert found["echo"]["source"] == "decorator"
     assert found["http"]["source"].startswith("entry point")
     assert found["command"]["enabled"] is False
+    monkeypatch.setenv("COLUMNS", "200")  # a table as wide as its text, whatever the terminal
     human = run("executors", "list")
     assert human.exit_code == 0
     assert "command (off)" in human.stdout
