@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -46,6 +47,7 @@ class Settings:
             raise ConfigError(
                 f"FLOWLEDGER_SQLITE_SYNCHRONOUS must be FULL or NORMAL: {synchronous!r}"
             )
+        command_allowlist(env)  # refuse a malformed list at start, not at the first command
         allow = env.get("FLOWLEDGER_ALLOW_COMMANDS", "0").strip()
         if allow not in ("", "0", "1"):
             raise ConfigError(f"FLOWLEDGER_ALLOW_COMMANDS must be 0 or 1: {allow!r}")
@@ -155,7 +157,20 @@ def store_setup(settings: Settings) -> Iterator[None]:
     CREATE OR REPLACE FUNCTION with "tuple concurrently updated").
     """
     if not settings.database_url:
-        yield
+        # On SQLite: hold a file lock while the store is opened, so processes opening a new
+        # home together take turns (SQLite refuses a concurrent switch to WAL at once,
+        # "database is locked", without waiting for the busy timeout).
+        try:
+            lock = open(settings.home / ".open.lock", "a+b")  # noqa: SIM115
+        except OSError:  # an unwritable home: opening the store says so clearly
+            yield
+            return
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
         return
     try:
         import psycopg
@@ -184,3 +199,27 @@ def store_setup(settings: Settings) -> Iterator[None]:
 
 
 SETUP_LOCK = 0x666C6F77  # "flow": one key for every flowledger store on the server
+
+
+ALLOWLIST = "FLOWLEDGER_COMMAND_ALLOWLIST"
+
+
+def command_allowlist(environ: Mapping[str, str] | None = None) -> frozenset[str] | None:
+    """The programs the `command` executor may run (FLOWLEDGER_COMMAND_ALLOWLIST: names on
+    the PATH or absolute paths, comma-separated), or None when unset (any command, in a
+    shell). With a list, commands run without a shell and their program must be listed."""
+    env = os.environ if environ is None else environ
+    text = env.get(ALLOWLIST, "").strip()
+    if not text:
+        return None
+    programs = frozenset(p.strip() for p in text.split(",") if p.strip())
+    bad = sorted(
+        p
+        for p in programs
+        if any(c.isspace() for c in p) or ("/" in p.rstrip("/") and not p.startswith("/"))
+    )
+    if bad:
+        raise ConfigError(
+            f"{ALLOWLIST} holds program names or absolute paths, comma-separated: {bad[0]!r}"
+        )
+    return programs

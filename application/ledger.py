@@ -103,8 +103,11 @@ class Ledger(Application[UUID]):
         return EventCodec(types, stale_prefixes=("tree.Snapshot",))
 
     # -- loading -------------------------------------------------------------------------
-    def load(self, tree_id: UUID, version: int | None = None) -> TaskTree:
-        """A tree from its latest usable snapshot plus the events after it."""
+    def load(
+        self, tree_id: UUID, version: int | None = None, *, removed_too: bool = False
+    ) -> TaskTree:
+        """A tree from its latest usable snapshot plus the events after it. A tree whose root
+        was removed is not found, unless `removed_too` (then it is empty, and terminal)."""
         tree: TaskTree | None = None
         after: int | None = None
         if self.snapshots is not None:
@@ -113,7 +116,7 @@ class Ledger(Application[UUID]):
                     tree, after = TaskTree(snapshot.state), snapshot.originator_version
         events = self.events.get(tree_id, gt=after, lte=version)
         loaded = project_tree(tree, events)  # type: ignore[arg-type]
-        if loaded is None or loaded.is_empty:
+        if loaded is None or (loaded.is_empty and not removed_too):
             raise TaskNotFound(f"tree {tree_id} not found", ids=(str(tree_id),))
         return loaded
 
@@ -278,9 +281,13 @@ class Ledger(Application[UUID]):
         raise Conflict(f"the tree of {task_id!r} kept changing; try again", ids=(task_id,))
 
     # -- commands ------------------------------------------------------------------------
-    def create_tree(self, payload: Any) -> TaskTree:
-        """Validate and store a new tree; nothing is stored if any rule is broken."""
-        submitted = read_tasks(payload)
+    def create_tree(
+        self, payload: Any, root_id: str | None = None, *, run: bool = False
+    ) -> TaskTree:
+        """Validate and store a new tree; nothing is stored if any rule is broken. Without
+        task ids in `payload`, `root_id` (if given) is the root's id. With `run`, the run
+        request is stored in the same transaction (resumed by any process after a crash)."""
+        submitted = read_tasks(payload, root_id=root_id)
         try:
             tree = TaskTree.create(submitted.specs)
             self.check_executors(submitted.specs)
@@ -288,6 +295,8 @@ class Ledger(Application[UUID]):
             if submitted.names is None:
                 raise
             raise exc.relabelled(submitted.names) from None
+        if run:
+            tree.request_run()
         self._save_new(tree)
         return tree
 

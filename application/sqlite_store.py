@@ -4,6 +4,8 @@ library sets it)."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -26,9 +28,24 @@ class _Pool(SQLiteConnectionPool):
     synchronous = "NORMAL"
 
     def _create_connection(self) -> SQLiteConnection:
-        connection = super()._create_connection()
+        connection = self._connect_waiting()
         connection._sqlite_conn.execute(f"PRAGMA synchronous={self.synchronous}")
         return connection
+
+    def _connect_waiting(self) -> SQLiteConnection:
+        """The library's connect, retried while the database is locked: its switch of a
+        new store to WAL fails at once (no busy wait) while another process writes, say
+        creating its tables. Waits at most the lock timeout, like any other statement."""
+        deadline = time.monotonic() + (self.lock_timeout or 5)
+        pause = 0.01
+        while True:
+            try:
+                return super()._create_connection()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)  # a retry's backoff, not a synchronisation
+            pause = min(pause * 2, 0.5)
 
 
 class _Recorder(SQLiteApplicationRecorder):

@@ -16,6 +16,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from domain.errors import DuplicateName, FieldError, InvalidSpec, UnknownReference
 from domain.run_options import run_params_problems
+from domain.secrets import secret_problems
 
 PRIORITY_DEFAULT = 2
 PRIORITY_MAX = 2**31 - 1
@@ -272,13 +273,16 @@ def parse_tasks(
 
 
 def read_tasks(
-    payload: Any, new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    payload: Any,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    root_id: str | None = None,
 ) -> SubmittedTasks:
     """Validate a submitted task array: specs with every reference an id, and the names
     behind generated ids.
 
     Either every task gives an id or none does; without ids, ids are generated and
-    parent_id and dependencies name tasks by their (then unique) names.
+    parent_id and dependencies name tasks by their (then unique) names. `root_id`, if
+    given, is the id the root (the one task without a parent) gets when ids are generated.
     """
     items = task_items(payload)
     errors: list[FieldError] = []
@@ -302,6 +306,7 @@ def read_tasks(
         item = msgspec.convert(raw, TaskInput, strict=True)
         _check_values(item, where, errors)
         errors.extend(run_params_problems(item.params or {}, item.schemas or {}, where))
+        errors.extend(secret_problems(item.inputs or {}, item.schemas or {}, where))
         inputs.append(item)
     if errors:
         raise InvalidSpec(_summary(errors), fields=errors)
@@ -319,6 +324,9 @@ def read_tasks(
         resolve: Callable[[str], str] = str
     else:
         ids = [new_id() for _ in inputs]
+        roots = [i for i, t in enumerate(inputs) if t.parent_id is None]
+        if root_id is not None and len(roots) == 1:
+            ids[roots[0]] = root_id
         by_name: dict[str, str] = {}
         repeated: list[FieldError] = []
         twice: set[str] = set()

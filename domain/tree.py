@@ -31,6 +31,7 @@ from domain.graph import (
     validate_structure,
 )
 from domain.mutator import STRUCTURAL, mutate, state_from_created
+from domain.secrets import secret_problems
 from domain.specs import Dependency, TaskChanges, TaskSpec, check_json_value
 from domain.state import Task, TreeState, utcnow
 from domain.status import TERMINAL, TaskStatus, TreeStatus, check_transition, tree_status
@@ -158,6 +159,11 @@ class TaskTree:
         if not changed:
             return
         changes = TaskChanges(**changed)
+        inputs = task.inputs if changes.inputs is UNSET else changes.inputs
+        schemas = task.schemas if changes.schemas is UNSET else changes.schemas
+        problems = secret_problems(inputs, schemas, "")
+        if problems:
+            raise InvalidSpec(f"{problems[0].field}: {problems[0].reason}", fields=problems)
         if changes.dependencies is not UNSET:
             self._check_dependencies(task_id, changes.dependencies)
         self._trigger(ev.TaskUpdated, task_id=task_id, changes=changes)

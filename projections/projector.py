@@ -106,9 +106,12 @@ class Projector:
         called after each committed batch; `stop_when()` is asked between batches. Up to
         date already, it only reads (no write lock). Raises ReadModelsAhead when the read
         models hold events the log no longer has."""
+        # The position first, then the head: another projector may move the position on
+        # in between, never the log back, so position <= head holds unless the log lost
+        # events (read the other way round, a concurrent batch looks like a lost log).
+        position, anchor, _ = self._tracking()
         head = self.head()
         target = head if until is None else min(until, head)
-        position, anchor, _ = self._tracking()
         self._check_anchor(position, anchor, head)
         if position >= target:
             self.last_position = position

@@ -146,6 +146,10 @@ def _json_dumps(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
+READ_POOL_SIZE = 12  # kept open: a server's I/O threads, the projector and a spare or two
+# (SQLAlchemy's default keeps 5 and closes the rest after each use: a connect per read)
+
+
 def read_model_url(settings: Settings) -> sa.URL:
     if settings.database_url is None:
         return sa.URL.create("sqlite", database=str(settings.home / "readmodels.sqlite3"))
@@ -165,7 +169,9 @@ def create_read_engine(settings: Settings) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30}, **options)
         _sqlite_setup(engine)
     else:
-        engine = sa.create_engine(url, pool_pre_ping=True, **options)
+        # No pre-ping: reads retry once on a dropped connection (ReadModel._rows), the
+        # projector's batches back off and retry.
+        engine = sa.create_engine(url, pool_size=READ_POOL_SIZE, **options)
         if settings.database_schema:
             engine = engine.execution_options(schema_translate_map={None: settings.database_schema})
     schema = None if url.get_backend_name() == "sqlite" else settings.database_schema

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import shlex
 import shutil
 import signal
 import sys
@@ -14,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from application.config import command_allowlist
 from application.executors.context import TaskContext
 from application.executors.registry import executor
 
@@ -117,6 +119,25 @@ class CommandFailed(Exception):
     """A command exited with a non-zero status."""
 
 
+class CommandRefused(Exception):
+    """FLOWLEDGER_COMMAND_ALLOWLIST does not list the command's program."""
+
+
+def allowed_argv(command: str, allowed: frozenset[str]) -> list[str]:
+    """The command split as a shell would split words (no shell runs it: ; | > $() are
+    plain text), if its program is in `allowed`; CommandRefused otherwise."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise CommandRefused(f"cannot split the command into words: {exc}") from None
+    if not argv or argv[0] not in allowed:
+        program = argv[0] if argv else ""
+        raise CommandRefused(
+            f"{program!r} is not in FLOWLEDGER_COMMAND_ALLOWLIST ({', '.join(sorted(allowed))})"
+        )
+    return argv
+
+
 def _tail(data: bytes, limit: int = OUTPUT_LIMIT) -> str:
     return data[-limit:].decode("utf-8", errors="replace")
 
@@ -134,14 +155,20 @@ class Command:
         self.process: asyncio.subprocess.Process | None = None
 
     async def execute(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        self.process = await asyncio.create_subprocess_shell(
-            inputs["command"],
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            stdin=asyncio.subprocess.DEVNULL,
-            cwd=inputs.get("cwd"),
-            start_new_session=True,  # its own process group: cancel() stops its children too
-        )
+        pipes: dict[str, Any] = {
+            "stdout": asyncio.subprocess.PIPE,
+            "stderr": asyncio.subprocess.PIPE,
+            "stdin": asyncio.subprocess.DEVNULL,
+            "cwd": inputs.get("cwd"),
+            "start_new_session": True,  # its own process group: cancel() stops its children
+        }
+        allowed = command_allowlist()
+        if allowed is None:
+            self.process = await asyncio.create_subprocess_shell(inputs["command"], **pipes)
+        else:
+            self.process = await asyncio.create_subprocess_exec(
+                *allowed_argv(inputs["command"], allowed), **pipes
+            )
         try:
             async with asyncio.timeout(inputs.get("timeout")):
                 stdout, stderr = await self.process.communicate()

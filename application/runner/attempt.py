@@ -15,6 +15,7 @@ import pydantic
 
 from application.executors.context import TaskContext, bind
 from application.executors.registry import ExecutorEntry
+from application.secrets import SecretMissing, SecretSource, from_environment, reveal, scrub
 
 log = logging.getLogger("flowledger.runner")
 
@@ -119,12 +120,15 @@ class Attempt:
         inputs: dict[str, Any],
         timeout_s: float | None,
         post: Callable[[Outcome], None],
+        secrets: SecretSource = from_environment,
     ) -> None:
         self.entry = entry
         self.context = context
         self.inputs = inputs
         self.timeout_s = timeout_s
         self.post = post
+        self.secrets = secrets
+        self.revealed: dict[str, str] = {}  # secret name -> the value this attempt was given
         self.instance: Any = None
 
     async def run(self) -> None:
@@ -141,11 +145,25 @@ class Attempt:
             outcome = AttemptError(task_id, attempt, describe(exc))
         except SystemExit as exc:  # an executor must not end the process running the tree
             outcome = AttemptError(task_id, attempt, describe(exc), retryable=False)
-        self.post(outcome)
+        self.post(self.scrubbed(outcome))
+
+    def scrubbed(self, outcome: Outcome) -> Outcome:
+        """The outcome with no secret value of this attempt left in it."""
+        if not self.revealed:
+            return outcome
+        if isinstance(outcome, Done):
+            return Done(outcome.task_id, outcome.attempt, scrub(outcome.result, self.revealed))
+        if isinstance(outcome, AttemptError):
+            error = scrub(outcome.error, self.revealed)
+            return AttemptError(outcome.task_id, outcome.attempt, error, outcome.retryable)
+        return outcome
 
     async def _call(self) -> Outcome:
         task_id, attempt = self.context.task_id, self.context.attempt
-        inputs = self.inputs
+        try:
+            inputs = reveal(self.inputs, self.secrets, self.revealed)
+        except SecretMissing as exc:  # retrying cannot set it
+            return AttemptError(task_id, attempt, describe(exc), retryable=False)
         if self.entry.input_schema is not None:
             try:
                 checked = self.entry.input_schema.model_validate(inputs)

@@ -17,9 +17,11 @@ from uuid import UUID
 
 from application.executors.registry import ExecutorEntry
 from application.ledger import Ledger, cancel_report
+from application.logcontext import TREE_ID
 from application.runner.locks import TreeLocks, tree_locks
 from application.runner.slots import Slots
 from application.runner.tree_run import TreeRun
+from application.secrets import SecretSource, from_environment
 from domain import events as ev
 from domain.errors import Conflict, NotCancelable, TaskNotFound
 from domain.events import TreeEvent
@@ -49,8 +51,10 @@ class Runner:
         concurrency: int | None = None,
         poll_interval_s: float | None = None,
         locks: TreeLocks | None = None,
+        secrets: SecretSource = from_environment,
     ) -> None:
         self.ledger = ledger
+        self.secrets = secrets  # where attempts look up the secrets their inputs name
         settings = ledger.settings
         self.slots = Slots(concurrency or settings.concurrency)
         self.poll_interval_s = poll_interval_s or settings.poll_interval_s
@@ -137,6 +141,7 @@ class Runner:
         return job
 
     async def _run(self, run: TreeRun) -> TaskTree:
+        TREE_ID.set(str(run.id))  # this job's own context: its log lines name the tree
         try:
             return await run.run()
         finally:
@@ -169,6 +174,8 @@ class Runner:
                 started[tree_id] = await self.start(tree_id)
             except TreeBusy:
                 log.info("tree %s is being run by another process", tree_id)
+            except TaskNotFound:  # removed (all pending) since it was found unfinished
+                log.info("tree %s was removed before its run resumed", tree_id)
         return started
 
     def unfinished(self) -> list[UUID]:

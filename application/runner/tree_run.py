@@ -17,6 +17,7 @@ from uuid import UUID
 from eventsourcing.persistence import RecordConflictError
 
 from application.executors.context import TaskContext
+from application.logcontext import for_task
 from application.runner.attempt import (
     Attempt,
     AttemptError,
@@ -27,6 +28,7 @@ from application.runner.attempt import (
     describe,
 )
 from application.runner.steps import Command, Inflight, Launch, Running, Step
+from application.secrets import scrub
 from domain.errors import DomainError, InvalidSpec, UnknownExecutor
 from domain.events import TreeEvent
 from domain.inputs import dependency_results, resolve_inputs
@@ -101,6 +103,12 @@ class TreeRun:
             while True:
                 stored = self.inflight is not None and self.inflight.future.done()
                 if stored and not await self._settle():
+                    continue
+                if self.reload_requested and self.inflight is not None and not stored:
+                    # A change by another process: reload once the save in flight is done
+                    # (waiting for it; deciding on would spin without yielding to the loop
+                    # that completes the save).
+                    await asyncio.wait([self.inflight.future])
                     continue
                 if self.reload_requested and self.inflight is None:
                     await self._reload()
@@ -367,9 +375,14 @@ class TreeRun:
         self.inbox[:0] = step.outcomes
         self.commands[:0] = step.commands
 
+    def _load_removed_too(self) -> TaskTree:
+        return self.runner.ledger.load(self.id, removed_too=True)
+
     async def _reload(self) -> None:
         self.reload_requested = False
-        self.tree = await self.runner.store(self.runner.ledger.load, self.id)
+        # removed_too: another process may have removed the whole tree (all pending, so
+        # nothing of it runs here); the empty tree is terminal, and the run ends
+        self.tree = await self.runner.store(self._load_removed_too)
         self._options.clear()
         self.due = {
             i: a
@@ -432,6 +445,8 @@ class TreeRun:
         task_id = task.id
 
         def report(fraction: float, message: str | None = None) -> None:
+            if message is not None:
+                message = scrub(message, attempt_run.revealed)
             outcome = Progress(task_id, attempt, float(fraction), message)
             self.runner.call_soon(self.deliver, outcome)
 
@@ -444,8 +459,12 @@ class TreeRun:
             results_of_dependencies=lambda: dependency_results(task, self.tree.tasks),
             report=report,
         )
-        attempt_run = Attempt(entry, context, inputs, options.timeout_s, self.deliver)
-        job = asyncio.create_task(attempt_run.run(), name=f"flowledger:{task_id}#{attempt}")
+        attempt_run = Attempt(
+            entry, context, inputs, options.timeout_s, self.deliver, self.runner.secrets
+        )
+        job = asyncio.create_task(
+            attempt_run.run(), name=f"flowledger:{task_id}#{attempt}", context=for_task(task_id)
+        )
         running = self.running[task_id] = Running(attempt, job)
         job.add_done_callback(lambda job: self._attempt_ended(job, running, task_id))
 

@@ -10,6 +10,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,3 +236,36 @@ def test_plugins_and_concurrency_are_read_from_the_environment(tmp_path: Any) ->
     for bad in ({"FLOWLEDGER_CONCURRENCY": "0"}, {"FLOWLEDGER_PLUGINS": "a b"}):
         with pytest.raises(ConfigError):
             Settings.from_env({"FLOWLEDGER_HOME": str(tmp_path), **bad})
+
+
+def test_with_an_allowlist_commands_run_without_a_shell(
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FLOWLEDGER_COMMAND_ALLOWLIST", "echo, /bin/true")
+    allowed = dataclasses.replace(sqlite_settings, allow_commands=True)
+    planted = tmp_path / "planted"
+    ok = run_one(
+        allowed,
+        {"schemas": {"method": "command"}, "inputs": {"command": f"echo 'a b'; touch {planted}"}},
+    )
+    assert ok["status"] == "completed"
+    assert ok["result"]["stdout"] == f"a b; touch {planted}\n"  # words, not a shell
+    assert not planted.exists()
+    refused = run_one(
+        allowed, {"schemas": {"method": "command"}, "inputs": {"command": f"touch {planted}"}}
+    )
+    assert refused["status"] == "failed"
+    assert refused["error"] == (
+        "CommandRefused: 'touch' is not in FLOWLEDGER_COMMAND_ALLOWLIST (/bin/true, echo)"
+    )
+    assert not planted.exists()
+    unbalanced = run_one(
+        allowed, {"schemas": {"method": "command"}, "inputs": {"command": "echo 'open"}}
+    )
+    assert unbalanced["error"].startswith("CommandRefused: cannot split the command into words")
+
+
+def test_a_malformed_allowlist_is_a_configuration_error(tmp_path: Path) -> None:
+    env = {"FLOWLEDGER_HOME": str(tmp_path), "FLOWLEDGER_COMMAND_ALLOWLIST": "echo,rm -rf"}
+    with pytest.raises(ConfigError, match="FLOWLEDGER_COMMAND_ALLOWLIST"):
+        Settings.from_env(env)
