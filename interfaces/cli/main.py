@@ -104,8 +104,9 @@ def cli() -> None:
     """
 
 
-def main() -> None:
-    from interfaces.cli import (  # noqa: F401  (registers the commands)
+def register_commands() -> None:
+    """Import every command module: each registers its commands on `cli`."""
+    from interfaces.cli import (  # noqa: F401
         completion,
         events,
         executors,
@@ -117,4 +118,7 @@ def main() -> None:
         tasks_run,
     )
 
+
+def main() -> None:
+    register_commands()
     cli()

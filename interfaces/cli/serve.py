@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 
 import click
 
 from application.config import ConfigError, Settings
+from interfaces.cli.logs import configure as configure_logging
 from interfaces.cli.main import cli, fail
 
 LOOPBACK_NAMES = {"localhost"}
@@ -37,8 +37,19 @@ def is_loopback(host: str) -> bool:
     default="info",
     show_default=True,
 )
-def serve(host: str, port: int, allow_remote_without_auth: bool, log_level: str) -> None:
-    """Serve JSON-RPC at POST /tasks and POST /system (OpenAPI at /schema) on HOST:PORT.
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    default="json",
+    show_default=True,
+    envvar="FLOWLEDGER_LOG_FORMAT",
+    help="json: one object per line {ts, level, logger, message, tree_id, task_id, ...}.",
+)
+def serve(
+    host: str, port: int, allow_remote_without_auth: bool, log_level: str, log_format: str
+) -> None:
+    """Serve JSON-RPC at POST /tasks and POST /system (OpenAPI at /schema), and A2A 1.0 at
+    POST / (agent card at /.well-known/agent-card.json) on HOST:PORT.
 
     On start it opens the store, keeps the read models live and resumes unfinished trees.
     Auth: set FLOWLEDGER_JWT_SECRET (HS256 bearer tokens; sub = user id, roles may hold
@@ -67,8 +78,6 @@ def serve(host: str, port: int, allow_remote_without_auth: bool, log_level: str)
             f"refusing to bind {host} without auth: set FLOWLEDGER_JWT_SECRET, bind "
             "127.0.0.1, or pass --allow-remote-without-auth"
         )
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level, "json" if log_format == "json" else "text")
     app = create_app(settings, config)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=None, access_log=False)

@@ -1,5 +1,6 @@
 """The Litestar application factory: JSON-RPC at POST /tasks and POST /system, SSE for
-streamed runs, optional JWT auth, rate limit, body size limit, CORS and OpenAPI."""
+streamed runs, A2A 1.0 at POST / and /.well-known/agent-card.json, optional JWT auth,
+rate limit, body size limit, CORS and OpenAPI."""
 
 from __future__ import annotations
 
@@ -9,20 +10,24 @@ from importlib.metadata import version
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request, Response, post
+from a2a.server.agent_execution import AgentExecutor
+from a2a.types.a2a_pb2 import AgentCard
+from litestar import Litestar, Request, Response, get, post
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.response import ServerSentEvent
-from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_503_SERVICE_UNAVAILABLE
 
 from application.config import Settings
+from interfaces.a2a.service import A2AService, load_agent
+from interfaces.http.a2a import a2a_endpoint, agent_card_endpoint
 from interfaces.http.auth import caller_of, jwt_auth
 from interfaces.http.config import ServerConfig
 from interfaces.http.openapi import operation_for
 from interfaces.rpc.calls import Call, EventStream
-from interfaces.rpc.dispatch import SYSTEM, TASKS, answer
+from interfaces.rpc.dispatch import SYSTEM, TASKS, answer, call
 from interfaces.rpc.orchestrator import Orchestrator
 
 JSON = "application/json"
@@ -74,24 +79,51 @@ async def system_endpoint(request: Request[Any, Any, State]) -> Response[Any]:
     return await _reply(request, SYSTEM)
 
 
+@get(
+    "/system/health",
+    summary="Health (for load balancers and probes)",
+    description="system.health's result: store, projector lag, running trees and tasks. "
+    "HTTP 200 when ok, 503 when degraded (the read models are not being kept up).",
+    exclude_from_auth=True,
+)
+async def health_endpoint(request: Request[Any, Any, State]) -> Response[Any]:
+    orchestrator: Orchestrator = request.app.state.orchestrator
+    report = await call(Call(orchestrator), "system.health", {})
+    status = HTTP_200_OK if report["status"] == "ok" else HTTP_503_SERVICE_UNAVAILABLE
+    return Response(content=msgspec.json.encode(report), media_type=JSON, status_code=status)
+
+
 def create_app(
     settings: Settings | None = None,
     config: ServerConfig | None = None,
     *,
     orchestrator: Orchestrator | None = None,
+    agent: AgentExecutor | None = None,
+    agent_card: AgentCard | None = None,
 ) -> Litestar:
     """The server. It opens the store, starts the live projector and resumes unfinished
-    trees on start-up (through `orchestrator`, made from `settings` if not given)."""
+    trees on start-up (through `orchestrator`, made from `settings` if not given).
+
+    A2A: `agent` is any a2a-sdk AgentExecutor put in front (the task-tree agent if None),
+    described by `agent_card` (flowledger's card if None; its JSON-RPC URL is set per
+    request to the URL the client reached, or FLOWLEDGER_PUBLIC_URL)."""
     config = config or ServerConfig.from_env()
     engine = orchestrator or Orchestrator(settings)
+    if agent is None and config.a2a_agent is not None:
+        agent = load_agent(config.a2a_agent)
+    a2a = A2AService(engine, agent, agent_card, auth=config.jwt_secret is not None)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await engine.start()
         app.state.orchestrator = engine
+        app.state.a2a = a2a
+        app.state.public_url = config.public_url
         try:
+            await a2a.start()
             yield
         finally:
+            await a2a.close()
             await engine.close()
 
     middleware = []
@@ -101,7 +133,13 @@ def create_app(
         )
     auth = jwt_auth(config.jwt_secret) if config.jwt_secret else None
     return Litestar(
-        route_handlers=[tasks_endpoint, system_endpoint],
+        route_handlers=[
+            tasks_endpoint,
+            system_endpoint,
+            health_endpoint,
+            a2a_endpoint,
+            agent_card_endpoint,
+        ],
         lifespan=[lifespan],
         middleware=middleware,
         on_app_init=[auth.on_app_init] if auth is not None else None,

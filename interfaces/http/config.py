@@ -20,6 +20,8 @@ class ServerConfig:
     rate_limit: tuple[Unit, int] | None = None  # e.g. ("second", 100), per client address
     max_body_bytes: int = DEFAULT_MAX_BODY
     cors_origins: tuple[str, ...] = ()
+    public_url: str | None = None  # where clients reach the server (the agent card's URL)
+    a2a_agent: str | None = None  # "module:attribute" of the A2A agent to serve
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -33,7 +35,17 @@ class ServerConfig:
         origins = tuple(
             o.strip() for o in env.get("FLOWLEDGER_CORS_ORIGINS", "").split(",") if o.strip()
         )
+        public = env.get("FLOWLEDGER_PUBLIC_URL") or None
+        if public is not None and not public.startswith(("http://", "https://")):
+            raise ConfigError(f"FLOWLEDGER_PUBLIC_URL must be an http(s) URL: {public!r}")
+        agent = env.get("FLOWLEDGER_A2A_AGENT") or None
+        if agent is not None and not _is_reference(agent):
+            raise ConfigError(
+                f"FLOWLEDGER_A2A_AGENT must look like package.module:attribute: {agent!r}"
+            )
         return cls(
+            a2a_agent=agent,
+            public_url=public,
             jwt_secret=secret,
             rate_limit=parse_rate_limit(env.get("FLOWLEDGER_RATE_LIMIT") or None),
             max_body_bytes=int(body),
@@ -52,3 +64,9 @@ def parse_rate_limit(text: str | None) -> tuple[Unit, int] | None:
     raise ConfigError(
         f"FLOWLEDGER_RATE_LIMIT must look like 100/second (or /minute, /hour, /day): {text!r}"
     )
+
+
+def _is_reference(text: str) -> bool:
+    module, _, attribute = text.partition(":")
+    parts = [*module.split("."), *attribute.split(".")]
+    return bool(module and attribute) and all(p.isidentifier() for p in parts)

@@ -74,9 +74,10 @@ async def create(call: Call, payload: Any) -> dict[str, Any]:
     return tree_json(tree)
 
 
-async def _create_tree(call: Call, payload: Any) -> TaskTree:
+async def _create_tree(call: Call, payload: Any, *, run: bool = False) -> TaskTree:
     o = call.orchestrator
-    return await o.io(o.ledger.create_tree, owned_payload(call, payload))
+    owned = owned_payload(call, payload)
+    return await o.io(lambda: o.ledger.create_tree(owned, run=run))
 
 
 async def get(call: Call, raw: Any) -> dict[str, Any]:
@@ -187,8 +188,9 @@ async def execute(call: Call, raw: Any) -> dict[str, Any] | EventStream:
     if o.runner is None:
         raise Conflict("this process does not run trees")
     original: str | None = None
+    requested = p.tasks is not None  # a new tree is stored with its run request
     if p.tasks is not None:
-        tree_id = (await _create_tree(call, p.tasks)).id
+        tree_id = (await _create_tree(call, p.tasks, run=True)).id
     else:
         await call.require_owner(p.task_id)  # type: ignore[arg-type]
         if copy_execution:
@@ -207,6 +209,8 @@ async def execute(call: Call, raw: Any) -> dict[str, Any] | EventStream:
     if p.webhook_config is not None:
         hook = await TreeFeed.of(o, tree_id)
         o.spawn(deliver(hook.updates(), p.webhook_config, hook.root_task_id), f"webhook:{tree_id}")
+    if not requested:  # stored before the answer: a server dying now resumes the tree
+        await o.io(o.ledger.request_run, feed.root_task_id)
     try:
         running = tree_id in o.runner.jobs
         await o.runner.start(tree_id)

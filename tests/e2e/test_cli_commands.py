@@ -15,7 +15,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from interfaces.cli.main import cli
+from interfaces.cli.main import cli, register_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK_COMMANDS = (
@@ -29,17 +29,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     for name in [n for n in os.environ if n.startswith("FLOWLEDGER_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("FLOWLEDGER_HOME", str(tmp_path / "home"))
-    from interfaces.cli import (  # noqa: F401  (registers every command, as main() does)
-        completion,
-        events,
-        executors,
-        history,
-        projections,
-        run,
-        serve,
-        tasks,
-        tasks_run,
-    )
+    register_commands()  # as main() does
 
     runner = CliRunner()
 

@@ -78,7 +78,7 @@ def test_a_failed_tree_exits_1_and_says_why(run: Any) -> None:
 def test_an_unknown_executor_exits_2_listing_the_known_ones(run: Any) -> None:
     got = run("run", "-", stdin=tasks({"name": "a", "schemas": {"method": "shop.fetch"}}))
     assert got.exit_code == 2
-    assert "unknown executor 'shop.fetch'; known: aggregate_results, echo" in got.stderr
+    assert "unknown executor 'shop.fetch'; known: a2a, aggregate_results, echo" in got.stderr
     assert "Traceback" not in got.output
 
 

@@ -3,6 +3,7 @@ JSON-RPC, stops cleanly on SIGTERM, and will not bind a public address without a
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -71,7 +72,9 @@ def test_serve_resumes_answers_and_stops(tmp_path: Path) -> None:
                 break
         else:
             raise AssertionError("".join(seen))
-        assert any("resumed 1 unfinished tree" in line for line in seen), seen
+        logged = [json.loads(line) for line in seen]  # structured: one JSON object a line
+        assert all({"ts", "level", "logger", "message"} <= set(entry) for entry in logged)
+        assert any("resumed 1 unfinished tree" in entry["message"] for entry in logged), seen
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, timeout=DEADLINE_S) as client:
             body = {"jsonrpc": "2.0", "id": 7, "method": "tasks.execute"}

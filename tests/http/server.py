@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -66,15 +67,21 @@ def running_server(
     config: ServerConfig | None = None,
     *,
     orchestrator: Orchestrator | None = None,
+    **app_options: Any,
 ) -> Iterator[LiveServer]:
-    """Serve `create_app(settings, config)` until the block ends (lifespan and all)."""
+    """Serve `create_app(settings, config, **app_options)` until the block ends (lifespan
+    and all); app_options are create_app's (agent, agent_card)."""
     engine = orchestrator or Orchestrator(settings)
-    app = create_app(settings, config or ServerConfig(), orchestrator=engine)
+    app = create_app(settings, config or ServerConfig(), orchestrator=engine, **app_options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    server = _Server(
+        uvicorn.Config(
+            app, log_level=os.environ.get("FL_TEST_LOG", "warning"), lifespan="on", access_log=False
+        )
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -14,6 +14,7 @@ import pytest
 
 from application.config import Settings
 from interfaces.http.config import ServerConfig
+from interfaces.rpc import dispatch
 from tests.http.server import LiveServer, running_server
 from tests.http.support import (
     SECRET,
@@ -339,3 +340,33 @@ def test_system_is_open_without_a_token(auth_server: LiveServer) -> None:
     response = post(auth_server, request("system.health", {}), "/system")
     assert response.status_code == 200
     assert response.json()["result"]["status"] == "ok"
+
+
+A2A_METHODS = (
+    "SendMessage",
+    "SendStreamingMessage",
+    "GetTask",
+    "ListTasks",
+    "CancelTask",
+    "SubscribeToTask",
+    "CreateTaskPushNotificationConfig",
+    "GetTaskPushNotificationConfig",
+    "ListTaskPushNotificationConfigs",
+    "DeleteTaskPushNotificationConfig",
+    "GetExtendedAgentCard",
+)
+
+
+def test_every_method_needs_a_token(auth_server: LiveServer) -> None:
+    """The matrix's fourth column: without a token, every tasks.* and A2A method is 401;
+    only system.health, the agent card, the health probe and the schema stay open."""
+    for method in sorted(dispatch.METHODS):
+        if dispatch.METHODS[method].endpoint == "/tasks":
+            assert post(auth_server, request(method, {})).status_code == 401, method
+    for method in A2A_METHODS:
+        response = post(auth_server, request(method, {}), "/", **{"A2A-Version": "1.0"})
+        assert response.status_code == 401, method
+    client = auth_server.client
+    assert client.get("/.well-known/agent-card.json").status_code == 200
+    assert client.get("/system/health").status_code == 200
+    assert client.get("/schema/openapi.json").status_code == 200

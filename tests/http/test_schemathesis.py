@@ -11,69 +11,27 @@ tree is refused as unknown_executor)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import schemathesis
 from schemathesis import Case
 from schemathesis.config import SchemathesisConfig
 
 from application.config import Settings
-from application.executors import ExecutorRegistry, loaded_registry
 from interfaces.http.app import create_app
 from interfaces.http.config import ServerConfig
-from interfaces.rpc.orchestrator import Orchestrator
-from tests.conftest import POSTGRES_URL, postgres_schema
-from tests.http.server import LiveServer, running_server
+from tests.http.conftest import ServerErrors
+from tests.http.server import LiveServer
 
 MAX_EXAMPLES = 60
 SEED = 20_260_101
 REQUEST_TIMEOUT_S = 10.0
-SAFE_EXECUTORS = ("noop", "echo", "fail")
 INTERNAL_ERROR = -32603
 URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")  # what params.Url accepts
 CLOSED_PORT_URL = "http://127.0.0.1:9/hook"  # the discard port: nothing listens there
-
-
-def _safe_registry() -> ExecutorRegistry:
-    """Only executors that finish at once and touch nothing outside the process."""
-    everything = loaded_registry()
-    safe = ExecutorRegistry()
-    for executor_id in SAFE_EXECUTORS:
-        entry = everything.get(executor_id)
-        assert entry is not None, executor_id
-        safe.register(entry.origin, executor_id, input_schema=entry.input_schema)
-    return safe
-
-
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def live(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    """A server on each store (PostgreSQL when FLOWLEDGER_TEST_POSTGRES_URL is set)."""
-    home = tmp_path_factory.mktemp("schemathesis") / "home"
-    with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            settings = Settings(home=home)
-        else:
-            if not POSTGRES_URL:
-                pytest.skip("FLOWLEDGER_TEST_POSTGRES_URL is not set (CI sets it)")
-            schemas = postgres_schema()
-            stack.callback(schemas.close)  # drops the schema
-            settings = Settings(home=home, database_url=POSTGRES_URL, database_schema=next(schemas))
-        orchestrator = Orchestrator(settings, executors=_safe_registry())
-        server = stack.enter_context(running_server(settings, orchestrator=orchestrator))
-        # Something to find: ids the generator may hit and a tree it may read or run.
-        server.result("tasks.create", [{"id": "root", "name": "root"}])
-        yield server
 
 
 def _openapi_document() -> dict[str, Any]:
@@ -104,38 +62,6 @@ DOCUMENT = _openapi_document()
 schema = schemathesis.openapi.from_dict(json.loads(json.dumps(DOCUMENT)), config=CONFIG)
 
 
-class _ServerErrors(logging.Handler):
-    """Error records the server logs: an internal error inside a notification or a batch
-    has no -32603 to show (a notification gets no answer), but it is logged."""
-
-    IGNORED = ("flowledger.webhooks",)  # an unreachable webhook is the caller's problem
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not record.name.startswith(self.IGNORED):
-            self.records.append(record)
-
-    def take(self) -> list[str]:
-        found = [self.format(r) for r in self.records]
-        self.records.clear()
-        return found
-
-
-@pytest.fixture(scope="module")
-def server_errors() -> Iterator[_ServerErrors]:
-    handler = _ServerErrors()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        root.removeHandler(handler)
-
-
 def _internal_errors(body: Any) -> list[Any]:
     replies = body if isinstance(body, list) else [body]
     return [
@@ -162,9 +88,9 @@ def _local_webhooks(value: Any) -> Any:
 
 
 @schema.parametrize()
-def test_no_server_errors(case: Case, live: LiveServer, server_errors: _ServerErrors) -> None:
+def test_no_server_errors(case: Case, safe_server: LiveServer, server_errors: ServerErrors) -> None:
     case.body = _local_webhooks(case.body)
-    response = case.call(base_url=live.url, timeout=REQUEST_TIMEOUT_S)
+    response = case.call(base_url=safe_server.url, timeout=REQUEST_TIMEOUT_S)
     assert response.status_code < 500, (response.status_code, response.text[:2000])
     if response.headers.get("content-type", [""])[0].startswith("application/json"):
         internal = _internal_errors(json.loads(response.content))
@@ -173,8 +99,8 @@ def test_no_server_errors(case: Case, live: LiveServer, server_errors: _ServerEr
     case.validate_response(response)
 
 
-def test_schema_is_openapi_3_1(live: LiveServer) -> None:
-    served = live.client.get("/schema/openapi.json").json()
+def test_schema_is_openapi_3_1(safe_server: LiveServer) -> None:
+    served = safe_server.client.get("/schema/openapi.json").json()
     assert served == json.loads(json.dumps(DOCUMENT))  # what the fuzzing above was built from
     assert served["openapi"].startswith("3.1")
     assert set(served["paths"]) >= {"/tasks", "/system"}
