@@ -1,0 +1,1 @@
+"""Soak tests: real `flowledger serve` processes killed, restarted and raced (issue 9)."""
