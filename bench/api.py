@@ -84,6 +84,7 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     pid: int | None = None
+    home: Path | None = None  # the started server's FLOWLEDGER_HOME
 
     def cpu_s(self) -> float | None:
         """CPU seconds (user + system) the server process used so far (None if unknown)."""
@@ -117,14 +118,19 @@ def server_command(port: int, cprofile: str | None) -> list[str]:
 
 @contextmanager
 def started_server(
-    database_url: str | None, schema: str | None, cprofile: str | None
+    database_url: str | None,
+    schema: str | None,
+    cprofile: str | None,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    """`flowledger serve` in a subprocess on a free port and a temporary home."""
+    """`flowledger serve` in a subprocess on a free port and a temporary home; `settings`
+    are more FLOWLEDGER_* variables for it (say FLOWLEDGER_CONCURRENCY)."""
     home = Path(tempfile.mkdtemp(prefix="flowledger-bench-api-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLEDGER_")}
     env |= {"FLOWLEDGER_HOME": str(home / "home"), "PYTHONUNBUFFERED": "1"}
     if database_url:
         env |= {"FLOWLEDGER_DATABASE_URL": database_url, "FLOWLEDGER_DATABASE_SCHEMA": schema or ""}
+    env |= settings or {}
     port = free_port()
     log = home / "server.log"
     with log.open("wb") as out:
@@ -135,7 +141,7 @@ def started_server(
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
         )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
+    server = Server(f"http://127.0.0.1:{port}", process, log, home=home / "home")
     try:
         yield server
     finally:

@@ -1,6 +1,7 @@
 """How soon a write is visible in the read models with a LiveProjector running.
 
 Run: python -m bench.live_projection [--writes 300] [--database-url postgresql://...]
+     [--json FILE]
 
 Three rounds of --writes small trees, each write timed until the read models include it
 (`LiveProjector.wait_for(position)`):
@@ -18,6 +19,7 @@ Reported: p50, p90, p99 and max latency in milliseconds.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -44,6 +46,21 @@ def latencies(writer: Ledger, live: LiveProjector, writes: int, wake: bool) -> l
     return found
 
 
+def figures(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def pct(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+    return {
+        "writes": len(values),
+        "p50": pct(0.5),
+        "p90": pct(0.9),
+        "p99": pct(0.99),
+        "max": round(ordered[-1], 3),
+    }
+
+
 def summary(name: str, values: list[float]) -> str:
     cuts = statistics.quantiles(values, n=100)
     return (
@@ -57,6 +74,7 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=300)
     parser.add_argument("--database-url")
     parser.add_argument("--poll-ms", type=float, default=250.0)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         schema = f"fl_bench_live_{uuid.uuid4().hex[:8]}" if args.database_url else None
@@ -87,6 +105,18 @@ def main() -> None:
     print(summary("same Ledger", own))
     print(summary("other Ledger", foreign))
     print(summary("other, waiting", waiting))
+    if args.json:
+        doc = {
+            "benchmark": "live_projection",
+            "store": settings.store_kind,
+            "poll_ms": args.poll_ms,
+            "ms": {
+                "same_ledger": figures(own),
+                "other_ledger": figures(foreign),
+                "other_waiting": figures(waiting),
+            },
+        }
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
