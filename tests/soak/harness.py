@@ -50,11 +50,11 @@ from msgspec import UNSET
 from application.config import Settings
 from application.ledger import Ledger
 from application.views import event_json, tree_json
-from interfaces.rpc.dispatch import MAX_BATCH
 from domain import events as ev
 from domain.inputs import unwrap
 from domain.status import TERMINAL as TERMINAL_STATUSES
 from domain.status import TaskStatus, can_transition
+from interfaces.rpc.dispatch import MAX_BATCH
 from projections.projector import Projector
 from projections.schema import create_read_engine
 

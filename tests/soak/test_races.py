@@ -18,8 +18,8 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -466,7 +466,8 @@ def test_a_tree_removed_by_another_process_before_its_first_step_ends_its_run(
         assert other.remove_task("gone-root") == ("gone-root", "gone-0", "gone-1", "gone-2")
         gate.set()
         ended = on_loop(asyncio.wait_for(asyncio.shield(job), DEADLINE_S))
-        assert ended.is_empty and ended.is_terminal
+        assert ended.is_empty
+        assert ended.is_terminal
         assert tree_id not in runner.runs
         assert other.load(tree_id, removed_too=True).is_empty
         assert [type(e).__name__ for e in other.events.get(tree_id)] == [
