@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.persistence import PersistenceError, RecordConflictError, StoredEvent
 
+from application.bulk import fewer_collections
 from application.claims import TaskIdClaimed, TaskIdReleased, claim_id
 from application.codec import EventCodec
 from application.config import ConfigError, Settings, store_env, store_setup
@@ -103,6 +104,7 @@ class Ledger(Application[UUID]):
         return EventCodec(types, stale_prefixes=("tree.Snapshot",))
 
     # -- loading -------------------------------------------------------------------------
+    @fewer_collections()
     def load(
         self, tree_id: UUID, version: int | None = None, *, removed_too: bool = False
     ) -> TaskTree:
@@ -120,6 +122,7 @@ class Ledger(Application[UUID]):
             raise TaskNotFound(f"tree {tree_id} not found", ids=(str(tree_id),))
         return loaded
 
+    @fewer_collections()
     def replay(self, tree_id: UUID, version: int | None = None) -> TaskTree:
         """A tree folded from its events alone, ignoring snapshots (for audits and checks)."""
         tree = project_tree(None, self.events.get(tree_id, lte=version))  # type: ignore[arg-type]
@@ -281,6 +284,7 @@ class Ledger(Application[UUID]):
         raise Conflict(f"the tree of {task_id!r} kept changing; try again", ids=(task_id,))
 
     # -- commands ------------------------------------------------------------------------
+    @fewer_collections()
     def create_tree(
         self, payload: Any, root_id: str | None = None, *, run: bool = False
     ) -> TaskTree:
@@ -374,6 +378,7 @@ class Ledger(Application[UUID]):
         """The copy `copy_tree` would make, without saving anything (a dry run)."""
         return plan_copy(self.tree_of(task_id), task_id, mode, tuple(custom_task_ids), children)
 
+    @fewer_collections()
     def copy_tree(
         self,
         task_id: str,
@@ -397,6 +402,7 @@ class Ledger(Application[UUID]):
         raise Conflict(f"the tree of {task_id!r} kept changing; try again", ids=(task_id,))
 
     # -- queries -------------------------------------------------------------------------
+    @fewer_collections()
     def history(
         self, task_id: str, after_version: int = 0, limit: int | None = None
     ) -> list[TreeEvent]:

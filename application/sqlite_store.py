@@ -4,6 +4,7 @@ library sets it)."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -48,9 +49,22 @@ class _Pool(SQLiteConnectionPool):
             pause = min(pause * 2, 0.5)
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _uuid(text: str) -> UUID:
+    """Stored ids are text here: a log's entries name few trees over and over, and parsing
+    one costs more than finding it again (a projector reads millions)."""
+    return UUID(text)
+
+
 class _Recorder(SQLiteApplicationRecorder):
     """Inserts a transaction's events with one executemany (the library runs one INSERT per
-    event). Rowids of one statement are consecutive: the writer holds the database lock."""
+    event). Rowids of one statement are consecutive: the writer holds the database lock.
+    Reads parse each originator id once (a bounded cache of UUIDs, which are immutable)."""
+
+    def convert_originator_id(self, originator_id: str) -> UUID | str:
+        if self.datastore.originator_id_type == "uuid":
+            return _uuid(originator_id)
+        return originator_id
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any

@@ -23,15 +23,16 @@ cached: DIR/generated.json records the parameters and the log's head, and a late
 the same parameters whose store still ends at that head reuses it. Otherwise the store
 (the SQLite files in DIR, or the PostgreSQL schema) is emptied and generated again.
 
-Measured: Projector.rebuild() (drop the read models, replay the whole log into them, in
-batches of 20,000 tree events), wall time, notifications/s (every log entry covered,
+Measured: Projector.rebuild() (empty the read models and replay the whole log into them
+in one transaction, reading 20,000 tree events at a time and writing each tree's rows once
+it has finished), wall time, notifications/s (every log entry covered,
 task-id claims included, though the projector skips those unread) and tree events/s,
 the peak RSS of this process (which only rebuilds), the time inside the projector's steps
-(reading notifications, decoding, prefetching stored rows, folding, writing, the rest of
-each batch's transaction), and the read models' row counts, checked against what the
+(reading notifications, decoding, prefetching stored rows, writing rows, and the rest:
+folding, the position and the commit), and the read models' row counts, checked against what the
 generator recorded.
 On SQLite the read-model file is deleted first (a rebuild into fresh tables); on
-PostgreSQL the rebuild drops the tables a previous run left (shown as "drop+create").
+PostgreSQL the rebuild empties the tables a previous run left (in its transaction).
 PostgreSQL runs share one schema whatever --events: a run with other parameters empties
 it and generates again. Whether the events table has planner statistics is shown: a
 server without autovacuum (or before it ran) plans the projector's range reads badly;
@@ -451,21 +452,19 @@ def measure_rebuild(
     try:
         projector = Projector(ledger, engine)
         timers = Timers()
-        timers.wrap(projector, "project_batch", "batch")
         timers.wrap(ledger.recorder, "select_notifications", "read notifications")
         timers.wrap(projector, "_decode", "decode")
-        timers.wrap(projector, "_apply", "apply")
         timers.wrap(projector, "_prefetch", "prefetch")
         timers.wrap(projector, "_write", "write")
         head = projector.head()
         marks: dict[str, float] = {}
-        catch_up = projector.catch_up
+        read = ledger.recorder.select_notifications
 
-        def timed_catch_up(*args: Any, **kwargs: Any) -> int:
-            marks["catch_up"] = time.perf_counter()
-            return catch_up(*args, **kwargs)
+        def first_read(*args: Any, **kwargs: Any) -> Any:
+            marks.setdefault("first read", time.perf_counter())
+            return read(*args, **kwargs)
 
-        projector.catch_up = timed_catch_up  # type: ignore[method-assign]
+        ledger.recorder.select_notifications = first_read  # type: ignore[method-assign]
         on_batch = progress_printer(head)
         profiler = cProfile.Profile() if profile else None
         rss_before = current_rss_mib()
@@ -487,19 +486,15 @@ def measure_rebuild(
         stats.sort_stats("tottime").print_stats(15)
         stats.sort_stats("cumulative").print_stats(25)
     t = timers.seconds
-    fold = t["apply"] - t["prefetch"] - t["write"]
     steps = {
-        "drop+create": marks["catch_up"] - start,
+        "lock, empty the tables": marks.get("first read", start) - start,
         "read notifications": t["read notifications"],
         "decode": t["decode"],
         "prefetch": t["prefetch"],
-        "fold": fold,
-        "write": t["write"],
-        "rest of batch (lock, position, commit)": t["batch"]
-        - t["read notifications"]
-        - t["decode"]
-        - t["apply"],
+        "write rows": t["write"],
     }
+    # the fold in memory, the rows of removed tasks, the position and the one commit
+    steps["fold, position, commit"] = seconds - sum(steps.values())
     result = {
         "notifications": position,  # every log entry up to here was covered
         "tree_events": applied,  # the ones read and applied (task-id claims are skipped)

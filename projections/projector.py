@@ -20,6 +20,7 @@ from eventsourcing.persistence import Notification
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from application.bulk import fewer_collections
 from application.codec import EventCodec
 from application.ledger import Ledger
 from domain import events as ev
@@ -29,7 +30,6 @@ from projections.schema import (
     PROJECTION,
     READ_MODELS,
     SCHEMA_VERSION,
-    metadata,
     positions,
     task_counts,
     tasks,
@@ -38,6 +38,7 @@ from projections.schema import (
 
 BATCH = 2_000
 REBUILD_BATCH = 20_000
+HOLD_TASKS = 50_000  # a rebuild holds at most about this many tasks' rows in memory
 TREE_TOPIC = "tree."
 IN_CHUNK = 500  # ids per IN (...) lookup
 LOCK_TIMEOUT_S = 60  # PostgreSQL: most time to wait for another projector's batch
@@ -93,6 +94,7 @@ class Projector:
             return Progress(position, head, updated_at, ahead=True)
         return Progress(position, head, updated_at)
 
+    @fewer_collections()
     def catch_up(
         self,
         until: int | None = None,
@@ -171,23 +173,69 @@ class Projector:
         self.last_position = last.id
         return len(found), last.id
 
-    def rebuild(self, on_batch: Callable[[int, int], None] | None = None) -> int:
-        """Drop the read models and replay every event into them; return the count of tree
-        events applied."""
+    @fewer_collections()
+    def rebuild(
+        self,
+        on_batch: Callable[[int, int], None] | None = None,
+        *,
+        batch: int = REBUILD_BATCH,
+        hold_tasks: int = HOLD_TASKS,
+    ) -> int:
+        """Replace the read models by a replay of the whole log (up to its head as of now)
+        in ONE transaction; return the count of tree events applied. Readers see the old
+        read models until it commits, and a crash leaves them as they were. Rows are
+        written once: a tree is held in memory until it has finished, or until more than
+        `hold_tasks` tasks are held (then every held tree is written, and read back when a
+        later event needs it). `on_batch(position, applied)` follows each `batch` of events
+        read (and applied in memory; nothing is visible before the end)."""
         self._analyze_events()
+        recorder = self.ledger.recorder
         with self.engine.connect() as conn:
             conn = conn.execution_options(writing=True)
             with conn.begin():
                 self._lock_position(conn)
-                for table in READ_MODELS:
-                    table.drop(conn, checkfirst=True)
-                metadata.create_all(conn, tables=list(READ_MODELS))
+                for table in READ_MODELS:  # emptied, not dropped: readers keep the old rows
+                    conn.execute(table.delete())
+                head = self.head()
+                held: dict[UUID, TreeRecord] = {}
+                fold = BatchFold(held, lambda record, task_id: _load_task(conn, record, task_id))
+                position = applied = 0
+                while position < head:
+                    found = recorder.select_notifications(
+                        start=position,
+                        limit=batch,
+                        stop=head,
+                        topics=self._topics,
+                        inclusive_of_start=False,
+                    )
+                    if not found:
+                        break
+                    events = self._decode(found)
+                    held.update(self._prefetch(conn, events, held))
+                    for event in events:
+                        fold.apply(event)
+                    self._release(conn, held, hold_tasks)
+                    applied += len(found)
+                    position = found[-1].id
+                    if on_batch is not None:
+                        on_batch(position, len(found))
+                    if len(found) < batch:
+                        break
+                self._write(conn, held.values(), fold.user_counts)
+                last = self._entry_at(head) if head else None
+                if head and last is None:
+                    raise ReadModelsAhead(f"the event log has no entry {head}")
                 conn.execute(
                     positions.update()
                     .where(positions.c.name == self.name)
-                    .values(position=0, anchor=None, updated_at=datetime.now(UTC))
+                    .values(
+                        position=head,
+                        anchor=None if last is None else _anchor(last),
+                        updated_at=datetime.now(UTC),
+                    )
                 )
-        return self.catch_up(batch=REBUILD_BATCH, on_batch=on_batch)
+        self.last_position = head
+        return applied
 
     # -- internals -------------------------------------------------------------------------
     def _analyze_events(self) -> None:
@@ -273,13 +321,21 @@ class Projector:
 
     def _apply(self, conn: sa.Connection, events: list[ev.TreeEvent]) -> None:
         records = self._prefetch(conn, events)
-        fold = BatchFold(records, lambda record, task_id: self._load_tasks(conn, record, [task_id]))
+        fold = BatchFold(records, lambda record, task_id: _load_task(conn, record, task_id))
         for event in events:
             fold.apply(event)
         self._write(conn, records.values(), fold.user_counts)
 
-    def _prefetch(self, conn: sa.Connection, events: list[ev.TreeEvent]) -> dict[UUID, TreeRecord]:
-        """The stored rows of the trees and tasks the batch changes (not the ones it makes)."""
+    def _prefetch(
+        self,
+        conn: sa.Connection,
+        events: list[ev.TreeEvent],
+        held: dict[UUID, TreeRecord] | None = None,
+    ) -> dict[UUID, TreeRecord]:
+        """The stored rows of the trees and tasks the batch changes (not the ones it makes,
+        nor those `held` in memory already): the trees read, by id. The tasks of a held
+        tree the batch names and it does not hold are read into it."""
+        held = {} if held is None else held
         created: set[UUID] = set()
         wanted: dict[UUID, set[str]] = {}
         for event in events:
@@ -289,17 +345,18 @@ class Projector:
             elif tree_id not in created:
                 wanted.setdefault(tree_id, set()).update(task_ids_named(event))
         records: dict[UUID, TreeRecord] = {}
-        for chunk in _chunks(list(wanted), IN_CHUNK):
+        missing = [t for t in wanted if t not in held]
+        for chunk in _chunks(missing, IN_CHUNK):
             for row in conn.execute(
                 sa.select(trees).where(trees.c.id.in_([str(t) for t in chunk]))
             ):
                 records[UUID(row.id)] = record_from_row(row)
         by_task: dict[str, TreeRecord] = {}
         for tree_id, task_ids in wanted.items():
-            record = records.get(tree_id)
+            record = held.get(tree_id) or records.get(tree_id)
             if record is None:
                 raise LookupError(f"the read models have no tree {tree_id}: rebuild them")
-            by_task.update(dict.fromkeys(task_ids, record))
+            by_task.update((t, record) for t in task_ids if t not in record.state.tasks)
         for chunk in _chunks(list(by_task), IN_CHUNK):
             for row in conn.execute(sa.select(tasks).where(tasks.c.id.in_(chunk))):
                 record = by_task[row.id]
@@ -307,19 +364,21 @@ class Projector:
                     add_task_row(record, row)
         return records
 
-    @staticmethod
-    def _load_tasks(conn: sa.Connection, record: TreeRecord, task_ids: list[str]) -> None:
-        query = sa.select(tasks).where(
-            tasks.c.id.in_(task_ids), tasks.c.tree_id == str(record.state.id)
-        )
-        found = 0
-        for row in conn.execute(query):
-            add_task_row(record, row)
-            found += 1
-        if found != len(task_ids):
-            raise LookupError(
-                f"the read models miss tasks {task_ids} of tree {record.state.id}: rebuild them"
-            )
+    def _release(self, conn: sa.Connection, held: dict[UUID, TreeRecord], hold_tasks: int) -> None:
+        """Rebuild: write (and stop holding) the trees that have finished, or every held
+        tree once more than `hold_tasks` tasks are held. The rows of tasks removed from a
+        held tree are deleted first, so that a later tree may take their ids."""
+        gone = [task_id for record in held.values() for task_id in record.removed]
+        for chunk in _chunks(gone, IN_CHUNK):
+            conn.execute(tasks.delete().where(tasks.c.id.in_(chunk)))
+        for record in held.values():
+            record.removed.clear()
+        if sum(len(record.state.tasks) for record in held.values()) > hold_tasks:
+            done = list(held)
+        else:
+            done = [tree_id for tree_id, record in held.items() if record.finished_at]
+        if done:
+            self._write(conn, [held.pop(tree_id) for tree_id in done], {})
 
     def _writers(self, conn: sa.Connection) -> dict[str, RowWriter]:
         if self._row_writers is None:
@@ -375,6 +434,17 @@ class Projector:
             )
             # a (user, status) with no task left has no row: as a rebuild would leave it
             conn.execute(task_counts.delete().where(task_counts.c.count == 0))
+
+
+def _load_task(conn: sa.Connection, record: TreeRecord, task_id: str) -> None:
+    """Read a stored task into `record` (for the rare row no prefetch foresaw)."""
+    query = sa.select(tasks).where(tasks.c.id == task_id, tasks.c.tree_id == str(record.state.id))
+    row = conn.execute(query).first()
+    if row is None:
+        raise LookupError(
+            f"the read models miss task {task_id} of tree {record.state.id}: rebuild them"
+        )
+    add_task_row(record, row)
 
 
 def _anchor(notification: Notification) -> str:

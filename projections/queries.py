@@ -8,6 +8,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from application.bulk import fewer_collections
 from application.ledger import check_count
 from application.views import iso
 from domain.errors import FieldError, InvalidSpec, TaskNotFound
@@ -109,6 +110,7 @@ class ReadModel:
             raise TaskNotFound(f"task {task_id!r} not found", ids=(task_id,))
         return _json(found[0])
 
+    @fewer_collections()
     def tree(self, task_id: Any) -> dict[str, Any]:
         """The whole tree holding `task_id`, from its root, children nested by priority.
         One statement: one consistent snapshot even while a batch is being applied."""
@@ -130,6 +132,7 @@ class ReadModel:
             raise TaskNotFound(f"task {task_id!r} not found", ids=(task_id,))
         return root
 
+    @fewer_collections()
     def children(self, task_id: str) -> list[dict[str, Any]]:
         """Direct children of `task_id`, most urgent first (priority, then creation)."""
         self.task(task_id)
@@ -140,6 +143,7 @@ class ReadModel:
         )
         return [_json(r) for r in rows]
 
+    @fewer_collections()
     def list_tasks(
         self,
         *,
@@ -267,6 +271,7 @@ class ReadModel:
         )
         return [UUID(row.id) for row in self._rows(query)]
 
+    @fewer_collections()
     def tree_rows(self) -> list[dict[str, Any]]:
         """Every tree row (for audits and tests)."""
         return [dict(r._mapping) for r in self._rows(sa.select(trees).order_by(trees.c.id))]

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Dialect
 from projections.schema import UTCDateTime
 
 ID_PARAM = "_id"
+COPY_MIN_ROWS = 50  # fewer go by executemany (a COPY has its own round trips to set up)
 _encode_json = msgspec.json.Encoder().encode
 
 
@@ -82,22 +83,36 @@ class RowWriter:
         )
         encoders = {c.name: _encoder(c, dialect) for c in table.columns}
         encoders[ID_PARAM] = _same
-        self._insert = (str(insert), self._shape(insert, encoders, dialect))
-        self._update = (str(update), self._shape(update, encoders, dialect))
+        self._insert = (str(insert), self._shape(insert, encoders))
+        self._update = (str(update), self._shape(update, encoders))
+        self._copy: tuple[str, Callable[[dict[str, Any]], Any]] | None = None
+        if dialect.name == "postgresql":
+            quote = dialect.identifier_preparer.quote
+            schema = (schema_map or {}).get(table.schema, table.schema)
+            target = quote(table.name) if schema is None else f"{quote(schema)}.{quote(table.name)}"
+            names = [c.name for c in table.columns]
+            columns = ", ".join(quote(name) for name in names)
+            self._copy = (
+                f"COPY {target} ({columns}) FROM STDIN",
+                self._shape(insert, encoders, names),
+            )
 
     @staticmethod
     def _shape(
-        compiled: sa.Compiled, encoders: dict[str, Callable[[Any], Any]], dialect: Dialect
+        compiled: sa.Compiled,
+        encoders: dict[str, Callable[[Any], Any]],
+        order: list[str] | None = None,
     ) -> Callable[[dict[str, Any]], Any]:
         """A function from a row to the DB-API parameters: a tuple in the statement's order
-        (SQLite's qmark style) or a dict (psycopg). Only columns that need it are encoded."""
-        names: list[str] | None = compiled.positiontup  # type: ignore[attr-defined]
+        (SQLite's qmark style) or a dict (psycopg); with `order`, a tuple in that order.
+        Only columns that need it are encoded."""
+        names: list[str] | None = order or compiled.positiontup  # type: ignore[attr-defined]
         if names is None:
             names = list(compiled.params)  # the statement's bind names
         special = [
             (i, encoders[name]) for i, name in enumerate(names) if encoders[name] is not _same
         ]
-        positional = compiled.positiontup is not None  # type: ignore[attr-defined]
+        positional = order is not None or compiled.positiontup is not None  # type: ignore[attr-defined]
 
         def shape(row: dict[str, Any]) -> Any:
             values = [row[name] for name in names]
@@ -108,6 +123,14 @@ class RowWriter:
         return shape
 
     def insert(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """New rows; on PostgreSQL, COPY once there are COPY_MIN_ROWS of them."""
+        if self._copy is not None and len(rows) >= COPY_MIN_ROWS:
+            sql, shape = self._copy
+            driver: Any = conn.connection.driver_connection  # psycopg, in conn's transaction
+            with driver.cursor() as cursor, cursor.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(shape(row))
+            return
         self._run(conn, self._insert, rows)
 
     def update(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
