@@ -106,10 +106,11 @@ def status(as_json: bool) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
 def rebuild(quiet: bool, as_json: bool) -> None:
-    """Drop the read models and replay every event into them.
+    """Replace the read models by a replay of every event, in one transaction.
 
-    Safe while a server runs: projectors take turns on the tracking row, and readers see
-    the tables fill up again.
+    Safe while a server runs: its readers keep seeing the old rows until the rebuild
+    commits, and its projector waits for the rebuild (or, past its lock timeout, backs
+    off and retries), then follows the events written meanwhile.
 
     \b
     Examples:
