@@ -299,11 +299,12 @@ def read_tasks(
         if problem:
             errors.append(problem)
             continue
-        bad = struct_errors(raw, TaskInput, where)
-        if bad:
-            errors.extend(bad)
+        try:
+            item = msgspec.convert(raw, TaskInput, strict=True)
+        except msgspec.ValidationError as exc:
+            # the rare path: name every bad field, not only the first one msgspec met
+            errors.extend(struct_errors(raw, TaskInput, where) or [field_error(exc, where)])
             continue
-        item = msgspec.convert(raw, TaskInput, strict=True)
         _check_values(item, where, errors)
         errors.extend(run_params_problems(item.params or {}, item.schemas or {}, where))
         errors.extend(secret_problems(item.inputs or {}, item.schemas or {}, where))
