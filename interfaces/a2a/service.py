@@ -151,13 +151,14 @@ class A2AService:
         self.engine = await o.io(create_a2a_engine, o.settings)
         self.tasks = SqlTaskStore(self.engine, o.io)
         configs = SqlPushConfigStore(self.engine, o.io)
-        self.push = RetryingPushSender(configs)
+        self.push = RetryingPushSender(configs, url_validator=o.callbacks.accepts_resolved)
         self.handler = DefaultRequestHandler(
             agent_executor=self.agent,
             task_store=self.tasks,
             agent_card=self.card,
             push_config_store=configs,
             push_sender=self.push,
+            push_url_validator=o.callbacks.accepts,
             request_context_builder=AdmittingContextBuilder(self.agent, self.tasks),
         )
         await self.recover()

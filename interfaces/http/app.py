@@ -109,6 +109,7 @@ def create_app(
     request to the URL the client reached, or FLOWLEDGER_PUBLIC_URL)."""
     config = config or ServerConfig.from_env()
     engine = orchestrator or Orchestrator(settings)
+    engine.callbacks = config.callbacks
     if agent is None and config.a2a_agent is not None:
         agent = load_agent(config.a2a_agent)
     a2a = A2AService(engine, agent, agent_card, auth=config.jwt_secret is not None)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from application.config import ConfigError
+from interfaces.rpc.callbacks import CallbackPolicy
 
 Unit = Literal["second", "minute", "hour", "day"]
 UNITS: tuple[Unit, ...] = ("second", "minute", "hour", "day")
@@ -22,6 +23,7 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     public_url: str | None = None  # where clients reach the server (the agent card's URL)
     a2a_agent: str | None = None  # "module:attribute" of the A2A agent to serve
+    callbacks: CallbackPolicy = field(default_factory=CallbackPolicy)  # webhook and push URLs
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -44,6 +46,7 @@ class ServerConfig:
                 f"FLOWLEDGER_A2A_AGENT must look like package.module:attribute: {agent!r}"
             )
         return cls(
+            callbacks=CallbackPolicy.from_env(env),
             a2a_agent=agent,
             public_url=public,
             jwt_secret=secret,

@@ -18,6 +18,7 @@ from application.config import Settings
 from application.executors import ExecutorRegistry
 from application.ledger import Ledger
 from application.runner import Runner
+from interfaces.rpc.callbacks import CallbackPolicy
 from projections.live import LiveProjector
 from projections.projector import Projector
 from projections.queries import ReadModel
@@ -89,6 +90,7 @@ class Orchestrator:
         self.runner: Runner | None = None
         self.changes: Changes
         self.background: set[asyncio.Task[Any]] = set()
+        self.callbacks = CallbackPolicy()  # where webhooks and A2A push may go (the server's)
 
     async def io(self, func: Callable[..., R], *args: Any) -> R:
         """Run a blocking store call on the I/O pool."""

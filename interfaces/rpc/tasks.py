@@ -181,6 +181,10 @@ async def execute(call: Call, raw: Any) -> dict[str, Any] | EventStream:
     p = read_params(raw, ExecuteParams)
     if (p.task_id is None) == (p.tasks is None):
         raise _invalid("task_id", "give task_id or tasks (one of them)")
+    if p.webhook_config is not None:
+        refused = call.orchestrator.callbacks.refuses(p.webhook_config.url)
+        if refused is not None:
+            raise _invalid("webhook_config.url", refused)
     if p.use_streaming and not call.streaming and not call.notification:
         raise _invalid("use_streaming", "a stream cannot answer inside a batch")
     streaming = p.use_streaming and call.streaming
@@ -208,7 +212,8 @@ async def execute(call: Call, raw: Any) -> dict[str, Any] | EventStream:
         )
     if p.webhook_config is not None:
         hook = await TreeFeed.of(o, tree_id)
-        o.spawn(deliver(hook.updates(), p.webhook_config, hook.root_task_id), f"webhook:{tree_id}")
+        delivery = deliver(hook.updates(), p.webhook_config, hook.root_task_id, o.callbacks)
+        o.spawn(delivery, f"webhook:{tree_id}")
     if not requested:  # stored before the answer: a server dying now resumes the tree
         await o.io(o.ledger.request_run, feed.root_task_id)
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from interfaces.rpc.callbacks import CallbackPolicy
 from interfaces.rpc.params import WebhookConfig
 
 log = logging.getLogger("flowledger.webhooks")
@@ -55,14 +56,23 @@ async def post_event(
 
 
 async def deliver(
-    events: AsyncIterator[dict[str, Any]], config: WebhookConfig, root_task_id: str
+    events: AsyncIterator[dict[str, Any]],
+    config: WebhookConfig,
+    root_task_id: str,
+    policy: CallbackPolicy | None = None,
 ) -> None:
     """POST every event of `events` (ending with the `final` one); an event that cannot be
-    delivered after its retries is logged and skipped, so later ones still go out."""
+    delivered after its retries is logged and skipped, so later ones still go out. Each
+    event's URL is checked against `policy` first, with its host resolved."""
+    policy = policy or CallbackPolicy()
     async with httpx.AsyncClient(follow_redirects=False) as client:
         async for event in events:
             payload = {"protocol": "jsonrpc", "root_task_id": root_task_id, **event}
             if event["type"] == "final":
                 payload["final"] = True
+            refused = await policy.refuses_resolved(config.url)
+            if refused is not None:
+                log.error("webhook %s not called: %s", config.url, refused)
+                continue
             if not await post_event(client, config, payload):
                 log.error("webhook %s: gave up on a %s event", config.url, event["type"])

@@ -41,7 +41,7 @@ from tests.http.a2a_support import (
     tree_request,
 )
 from tests.http.server import LiveServer, running_server
-from tests.http.support import SECRET, Names, bearer, gate, token
+from tests.http.support import SECRET, Names, bearer, error_of, gate, token
 
 CARD = "/.well-known/agent-card.json"
 
@@ -118,6 +118,33 @@ def test_push_configs_are_created_read_listed_and_deleted(
                     )
 
     run(scenario())
+
+
+def test_push_to_a_never_called_host_is_refused(shared_server: LiveServer, names: Names) -> None:
+    """The callback policy (interfaces/rpc/callbacks.py) through a2a-sdk's push-URL hook:
+    a message naming such a push URL, or a config for one, is -32602; nothing is stored."""
+    root, other = names("root"), names("other")
+    metadata = "http://169.254.169.254/latest/meta-data/"
+
+    async def scenario() -> None:
+        async with connect(shared_server.url) as client:
+            push = TaskPushNotificationConfig(url=metadata)
+            with pytest.raises(InvalidParamsError):
+                await send(client, tree_request([echo(other)], push=push))
+            with pytest.raises(TaskNotFoundError):
+                await client.get_task(GetTaskRequest(id=other))
+            await send(client, tree_request([echo(root)]))
+            with pytest.raises(InvalidParamsError):
+                await client.create_task_push_notification_config(
+                    TaskPushNotificationConfig(task_id=root, url=metadata)
+                )
+            listed = await client.list_task_push_notification_configs(
+                ListTaskPushNotificationConfigsRequest(task_id=root)
+            )
+            assert list(listed.configs) == []
+
+    run(scenario())
+    error_of(shared_server.rpc("tasks.get", {"task_id": other}), -32001)
 
 
 @pytest.mark.parametrize("answers", [(), (503,), (503, 502)], ids=["ok", "503-first", "two-5xx"])

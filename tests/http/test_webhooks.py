@@ -10,13 +10,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from application.config import Settings
+from interfaces.http.config import ServerConfig
 from interfaces.rpc import webhooks
-from tests.http.server import LiveServer
-from tests.http.support import WAIT_S, Names, run_with, stream, task
+from tests.http.server import LiveServer, running_server
+from tests.http.support import WAIT_S, Names, error_of, fields_of, run_with, stream, task
 
 
 @dataclass
@@ -195,3 +198,36 @@ def test_webhook_and_stream_see_the_same_events(shared_server: LiveServer, names
     ]
     assert posted == streamed
     assert streamed[-1]["status"] == "failed"
+
+
+def test_a_webhook_to_a_never_called_host_is_refused_before_anything_is_stored(
+    shared_server: LiveServer, names: Names
+) -> None:
+    r = names("r")
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://[fe80::1]:80/x"):
+        error = shared_server.error(
+            "tasks.execute", {"tasks": [task(r)], "webhook_config": {"url": url}}
+        )
+        assert "link-local" in fields_of(error)["webhook_config.url"]
+    error_of(shared_server.rpc("tasks.get", {"task_id": r}), -32001)  # nothing stored
+
+
+def test_with_callback_hosts_only_those_are_called(tmp_path: Path, names: Names) -> None:
+    """FLOWLEDGER_CALLBACK_HOSTS=127.0.0.1: the receiver there gets the events; another
+    host is refused at the door (names resolved at delivery: test_callbacks.py)."""
+    config = ServerConfig.from_env({"FLOWLEDGER_CALLBACK_HOSTS": "127.0.0.1"})
+    r, refused = names("r"), names("refused")
+    with running_server(Settings(home=tmp_path / "home"), config) as live, receiver() as hook:
+        error = live.error(
+            "tasks.execute",
+            {"tasks": [task(refused)], "webhook_config": {"url": "http://10.1.2.3/hook"}},
+        )
+        assert fields_of(error) == {
+            "webhook_config.url": "host 10.1.2.3 is not one of FLOWLEDGER_CALLBACK_HOSTS"
+        }
+        live.result(
+            "tasks.execute",
+            {"tasks": [task(r, **run_with("echo"))], "webhook_config": {"url": hook.url}},
+        )
+        assert hook.final.wait(WAIT_S)
+        assert [e["type"] for e in hook.accepted] == ["task_started", "task_completed", "final"]
