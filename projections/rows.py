@@ -125,13 +125,34 @@ class RowWriter:
     def insert(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
         """New rows; on PostgreSQL, COPY once there are COPY_MIN_ROWS of them."""
         if self._copy is not None and len(rows) >= COPY_MIN_ROWS:
-            sql, shape = self._copy
-            driver: Any = conn.connection.driver_connection  # psycopg, in conn's transaction
+            self._copy_rows(conn, rows)
+            return
+        self._run(conn, self._insert, rows)
+
+    def _copy_rows(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """COPY through the DB-API connection of `conn` (in its transaction); its errors are
+        raised as SQLAlchemy would (IntegrityError, OperationalError...), and a connection
+        that dropped is invalidated, as for any other statement."""
+        assert self._copy is not None
+        sql, shape = self._copy
+        driver: Any = conn.connection.driver_connection  # psycopg
+        dbapi = conn.dialect.loaded_dbapi
+        try:
             with driver.cursor() as cursor, cursor.copy(sql) as copy:
                 for row in rows:
                     copy.write_row(shape(row))
-            return
-        self._run(conn, self._insert, rows)
+        except dbapi.Error as exc:
+            dropped = conn.dialect.is_disconnect(exc, driver, None)
+            if dropped:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                sql,
+                None,
+                exc,
+                dbapi.Error,
+                connection_invalidated=dropped,
+                dialect=conn.dialect,
+            ) from exc
 
     def update(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Rows keyed by `id`: every other column is overwritten."""

@@ -143,6 +143,30 @@ def test_wide_trees_with_awkward_values_read_back_exactly(
     assert all_rows(engine) == live
 
 
+def test_a_failed_insert_is_a_sqlalchemy_error_however_many_rows(
+    ledger: Ledger, engine: sa.Engine
+) -> None:
+    """A read-model row in the way of a new task's (here planted by hand): the batch fails
+    with SQLAlchemy's IntegrityError whether its rows went by executemany or (PostgreSQL,
+    COPY_MIN_ROWS or more) by COPY, so callers that handle SQLAlchemyError (the CLI's
+    "rebuild" hint, run's fallback to the log) see one kind of error."""
+    ledger.create_tree([task("stray")])
+    projector = Projector(ledger, engine)
+    projector.catch_up()
+    for count, name in ((3, "few"), (COPY_MIN_ROWS + 5, "many")):
+        with engine.begin() as conn:
+            conn.execute(tasks.update().where(tasks.c.id == "stray").values(id=f"{name}-1"))
+        ledger.create_tree(
+            [task(f"{name}-0")] + [task(f"{name}-{i}", f"{name}-0") for i in range(1, count)]
+        )
+        with pytest.raises(sa.exc.IntegrityError):
+            projector.catch_up()
+        with engine.begin() as conn:  # out of the way again: the batch then applies
+            conn.execute(tasks.update().where(tasks.c.id == f"{name}-1").values(id="stray"))
+        projector.catch_up()
+        assert ReadModel(engine).task(f"{name}-1")["status"] == "pending"
+
+
 def test_a_failed_batch_leaves_nothing_behind(
     ledger: Ledger, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -49,7 +49,9 @@ def test_nested_uses_put_it_back_once_the_outermost_ends(
     with fewer_collections():
         with fewer_collections(gen0=10):  # lower than the outer: not lowered
             assert gc.get_threshold()[0] == BULK_GEN0
-        assert gc.get_threshold()[0] == BULK_GEN0  # the outer still runs
+        with fewer_collections(gen0=BULK_GEN0 * 2):  # higher: raised further
+            assert gc.get_threshold()[0] == BULK_GEN0 * 2
+        assert gc.get_threshold()[0] >= BULK_GEN0  # the outer still runs
     assert gc.get_threshold() == threshold
 
 
