@@ -18,7 +18,8 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -357,21 +358,29 @@ def test_another_projector_moving_on_is_not_a_lost_log(ledger: Ledger, tmp_path:
         engine.dispose()
 
 
-def loop_thread() -> tuple[asyncio.AbstractEventLoop, Callable[[Any], Any], threading.Thread]:
-    """An event loop running in its own thread (as a server's), and a function that runs a
-    coroutine on it and returns its result (bounded)."""
+@dataclass
+class HeldRun:
+    """A Runner on its own event loop thread (as a server's), its ledger's step saves held
+    at a gate, and a second Ledger on the same store (another process)."""
+
+    ledger: Ledger
+    other: Ledger
+    runner: Runner
+    loop: asyncio.AbstractEventLoop
+    entered: threading.Event  # a step save has begun
+    gate: threading.Event  # set: the held saves go on
+
+    def on_loop(self, coroutine: Any) -> Any:
+        """Run `coroutine` on the runner's loop and return its result (bounded)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(DEADLINE_S)
+
+
+@contextlib.contextmanager
+def held_run(settings: Settings, concurrency: int) -> Iterator[HeldRun]:
+    ledger, other = Ledger(settings), Ledger(settings)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="runner-loop", daemon=True)
     thread.start()
-
-    def on_loop(coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(DEADLINE_S)
-
-    return loop, on_loop, thread
-
-
-def held_step(ledger: Ledger) -> tuple[threading.Event, threading.Event]:
-    """Make the ledger's step saves wait for a gate: (entered, gate)."""
     entered, gate = threading.Event(), threading.Event()
     commit = ledger.store_step
 
@@ -381,7 +390,19 @@ def held_step(ledger: Ledger) -> tuple[threading.Event, threading.Event]:
         commit(*args)
 
     ledger.store_step = slow_store_step  # type: ignore[method-assign]
-    return entered, gate
+    held = HeldRun(ledger, other, Runner(ledger, concurrency=concurrency), loop, entered, gate)
+    try:
+        held.on_loop(held.runner.__aenter__())
+        yield held
+    finally:
+        gate.set()
+        with contextlib.suppress(Exception):
+            held.on_loop(held.runner.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(DEADLINE_S)
+        loop.close()
+        ledger.close()
+        other.close()
 
 
 def test_a_foreign_change_noticed_during_a_save_does_not_hang_the_loop(
@@ -403,42 +424,28 @@ def test_a_foreign_change_noticed_during_a_save_does_not_hang_the_loop(
         | {"params": {"executor_id": "noop"}}
         for i in range(6)
     ]
-    ledger, other = Ledger(store_settings), Ledger(store_settings)  # this process, another
-    loop, on_loop, thread = loop_thread()
-    entered, gate = held_step(ledger)
-    runner = Runner(ledger, concurrency=1)
-    try:
-        tree_id = ledger.create_tree(tasks).id
-        on_loop(runner.__aenter__())
-        job = on_loop(runner.start(tree_id))
-        assert entered.wait(DEADLINE_S)  # the first step is being stored
-        run = runner.runs[tree_id]
+    with held_run(store_settings, concurrency=1) as h:
+        tree_id = h.ledger.create_tree(tasks).id
+        job = h.on_loop(h.runner.start(tree_id))
+        assert h.entered.wait(DEADLINE_S)  # the first step is being stored
+        run = h.runner.runs[tree_id]
         for i in range(1, 6):  # another process changes the tree meanwhile
-            other.update_task(f"spin-{i}", parse_changes({"priority": 3}))
-        stored_version = other.load(tree_id).version
+            h.other.update_task(f"spin-{i}", parse_changes({"priority": 3}))
+        stored_version = h.other.load(tree_id).version
         assert stored_version > run.tree.version  # newer than the tree in memory
-        loop.call_soon_threadsafe(run.foreign_change, stored_version)  # what _watch does
+        h.loop.call_soon_threadsafe(run.foreign_change, stored_version)  # what _watch does
         try:
-            on_loop_alive = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop)
+            on_loop_alive = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), h.loop)
             on_loop_alive.result(5)  # a bound on a loop that should answer at once
             answered = True
         except TimeoutError:
             answered = False
         finally:
             run.reload_requested = False  # frees a spinning loop (it reads this each turn)
-            gate.set()
-        on_loop(asyncio.wait_for(asyncio.shield(job), DEADLINE_S))
+            h.gate.set()
+        h.on_loop(asyncio.wait_for(asyncio.shield(job), DEADLINE_S))
         assert answered, "the event loop never came back from TreeRun.run"
-        assert other.load(tree_id).is_terminal
-    finally:
-        gate.set()
-        with contextlib.suppress(Exception):
-            on_loop(runner.close())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(DEADLINE_S)
-        loop.close()
-        ledger.close()
-        other.close()
+        assert h.other.load(tree_id).is_terminal
 
 
 def test_a_tree_removed_by_another_process_before_its_first_step_ends_its_run(
@@ -454,37 +461,23 @@ def test_a_tree_removed_by_another_process_before_its_first_step_ends_its_run(
         | {"params": {"executor_id": "noop"}}
         for i in range(3)
     ]
-    ledger, other = Ledger(store_settings), Ledger(store_settings)  # this process, another
-    loop, on_loop, thread = loop_thread()
-    entered, gate = held_step(ledger)
-    runner = Runner(ledger, concurrency=2)
-    try:
-        tree_id = ledger.create_tree(tasks, run=True).id
-        on_loop(runner.__aenter__())
-        job = on_loop(runner.start(tree_id))
-        assert entered.wait(DEADLINE_S)  # its first step (the first starts) is being stored
-        assert other.remove_task("gone-root") == ("gone-root", "gone-0", "gone-1", "gone-2")
-        gate.set()
-        ended = on_loop(asyncio.wait_for(asyncio.shield(job), DEADLINE_S))
+    with held_run(store_settings, concurrency=2) as h:
+        tree_id = h.ledger.create_tree(tasks, run=True).id
+        job = h.on_loop(h.runner.start(tree_id))
+        assert h.entered.wait(DEADLINE_S)  # its first step (the first starts) is being stored
+        assert h.other.remove_task("gone-root") == ("gone-root", "gone-0", "gone-1", "gone-2")
+        h.gate.set()
+        ended = h.on_loop(asyncio.wait_for(asyncio.shield(job), DEADLINE_S))
         assert ended.is_empty
         assert ended.is_terminal
-        assert tree_id not in runner.runs
-        assert other.load(tree_id, removed_too=True).is_empty
-        assert [type(e).__name__ for e in other.events.get(tree_id)] == [
+        assert tree_id not in h.runner.runs
+        assert h.other.load(tree_id, removed_too=True).is_empty
+        assert [type(e).__name__ for e in h.other.events.get(tree_id)] == [
             "Created",
             "RunRequested",
             "TaskRemoved",
         ]
-        assert on_loop(runner.resume([tree_id])) == {}  # nothing left to run, nothing raised
-    finally:
-        gate.set()
-        with contextlib.suppress(Exception):
-            on_loop(runner.close())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(DEADLINE_S)
-        loop.close()
-        ledger.close()
-        other.close()
+        assert h.on_loop(h.runner.resume([tree_id])) == {}  # nothing left to run or raise
 
 
 def test_two_processes_open_a_fresh_sqlite_store_at_once(tmp_path: Path) -> None:
